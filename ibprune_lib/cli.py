@@ -27,6 +27,7 @@ def _train(args) -> int:
         model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
         label_smoothing=args.label_smoothing, seed=args.seed, train_subset=args.train_subset,
+        precision=args.precision,
     )
     torch.manual_seed(args.seed)
     model = get_model(args.model, data.num_classes)
@@ -138,7 +139,7 @@ def _prune(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .models import MODEL_NAMES
-    from .train import SCHEDULES
+    from .train import PRECISIONS, SCHEDULES
 
     parser = argparse.ArgumentParser(prog="ibprune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--schedule", choices=SCHEDULES, default="cosine")
     train.add_argument("--label-smoothing", type=float, default=0.0)
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                       help="bf16: mixed-precision forward pass (fp32 weights), faster on CPUs with AVX512-BF16/AMX")
     train.add_argument("--train-subset", type=int, default=None, help="train on N seeded images (smoke runs)")
     train.add_argument("--test-subset", type=int, default=None, help="evaluate on the first N test images")
     train.add_argument("--init", default=None, help="start from these weights")

@@ -21,6 +21,7 @@ from .data import CifarData, augment, normalise
 from .provenance import provenance, save_torch
 
 SCHEDULES = ("cosine", "step", "onecycle")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class TrainConfig:
         seed: seeds initial order, crops and flips.
         train_subset: use only this many (seeded) training images; None for all.
         channels_last: run convolutions in NHWC (faster on CPU).
+        precision: ``"fp32"``, or ``"bf16"`` for mixed precision (bf16 autocast of the forward pass;
+            weights, gradients and optimizer state stay fp32). About 1.7–2.1× faster on a CPU with
+            AVX512-BF16 or AMX (``benchmarks/``); evaluation always runs in fp32.
     """
 
     model: str
@@ -61,10 +65,13 @@ class TrainConfig:
     seed: int = 0
     train_subset: int | None = None
     channels_last: bool = True
+    precision: str = "fp32"
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}: choose one of {SCHEDULES}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}: choose one of {PRECISIONS}")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"epochs, batch_size and lr must be positive: {self.epochs}, {self.batch_size}, {self.lr}")
 
@@ -159,8 +166,9 @@ def fit(
                 group["lr"] = lr
             batch = order[step * config.batch_size : (step + 1) * config.batch_size]
             images = normalise(augment(data.x_train[batch], generator), config.model)
-            logits = model(images.contiguous(memory_format=memory_format))
-            loss = F.cross_entropy(logits, data.y_train[batch], label_smoothing=config.label_smoothing)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                logits = model(images.contiguous(memory_format=memory_format))
+            loss = F.cross_entropy(logits.float(), data.y_train[batch], label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
