@@ -75,8 +75,8 @@ def _count(args) -> int:
         name = args.model
         model = get_model(name, args.num_classes)
     counts = count(model, input_size(name))
-    print(f"{name}: {counts.macs / 1e6:.2f}M MACs, {counts.params / 1e6:.2f}M params "
-          f"({counts.macs:,} MACs, {counts.params:,} params; thop convention)")
+    print(f"{name}: {counts} [{counts.macs:,} MACs, {counts.params:,} params, "
+          f"{counts.params_without_norm:,} without batch norm; thop convention]")
     if args.latency:
         for batch_size in (1, 64):
             timing = latency(model, batch_size, input_size(name), threads=args.threads)
@@ -111,8 +111,9 @@ def _prune(args) -> int:
     report["provenance"]["command"] = " ".join(sys.argv)
     if args.finetune_epochs:
         history = finetune(result.model, data, name, args.finetune_epochs, lr=args.finetune_lr, seed=args.seed,
-                           test_subset=args.test_subset or None)
-        report["finetune"] = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "history": history.history}
+                           test_subset=args.test_subset or None, precision=args.precision)
+        report["finetune"] = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "precision": args.precision,
+                              "history": history.history}
     if args.test_subset != 0:
         n = args.test_subset or len(data.x_test)
         report["test_top1"] = evaluate(result.model, data.x_test[:n], data.y_test[:n], name)
@@ -197,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ITPruner's lower bound on a layer's keep ratio (default: one channel)")
     prune.add_argument("--finetune-epochs", type=int, default=0)
     prune.add_argument("--finetune-lr", type=float, default=0.01)
+    prune.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fine-tuning precision (see train)")
     prune.add_argument("--test-subset", type=int, default=None,
                        help="evaluate on the first N test images (default all; 0 skips the evaluation)")
     prune.add_argument("--out", required=True, help="pruned model file; the report goes to <out>.json")

@@ -2,7 +2,9 @@
 
 The papers' tables count with ``thop.profile``: multiply-accumulates of convolutions and linear layers
 plus BatchNorm's, parameters of every layer. ``ultralytics-thop`` keeps that convention: it gives
-VGG-16 314.57M MACs / 14.98M params and ResNet-56 127.62M / 0.85M, the papers' baselines.
+VGG-16 314.57M MACs and ResNet-56 127.62M / 0.85M, the papers' baselines. The paper's VGG-16 parameter
+count, 14.98M, is the count *without* batch norm's affine parameters (14.99M with them), while its
+ResNet-110 count, 1.73M, keeps them in (1.72M without): :class:`Counts` carries both.
 """
 
 from __future__ import annotations
@@ -18,13 +20,27 @@ from torch import nn
 
 @dataclass(frozen=True)
 class Counts:
-    """MACs ("FLOPs" in the papers' tables) and parameters of a model for one input."""
+    """MACs ("FLOPs" in the papers' tables) and parameters of a model for one input.
+
+    Attributes:
+        macs: multiply-accumulates, thop's convention.
+        params: every parameter element.
+        norm_params: the parameter elements of normalisation layers (batch norm's weight and bias), which
+            some of the papers' rows leave out.
+    """
 
     macs: int
     params: int
+    norm_params: int = 0
+
+    @property
+    def params_without_norm(self) -> int:
+        """Parameters with the normalisation layers' affine parameters left out."""
+        return self.params - self.norm_params
 
     def __str__(self) -> str:
-        return f"{self.macs / 1e6:.2f}M MACs, {self.params / 1e6:.2f}M params"
+        return (f"{self.macs / 1e6:.2f}M MACs, {self.params / 1e6:.2f}M params "
+                f"({self.params_without_norm / 1e6:.2f}M without batch norm)")
 
 
 def count(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32)) -> Counts:
@@ -35,14 +51,17 @@ def count(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32)) -> C
         input_size: (c, h, w) of one image.
 
     Returns:
-        The counts; ``params`` is the exact number of parameter elements.
+        The counts; ``params`` is the exact number of parameter elements, ``norm_params`` the share of
+        batch-norm (and other ``_NormBase``/``GroupNorm``/``LayerNorm``) layers.
     """
     from thop import profile
 
     probe = copy.deepcopy(model).cpu().float().eval()
     with torch.no_grad():
         macs, _ = profile(probe, inputs=(torch.zeros(1, *input_size),), verbose=False)
-    return Counts(macs=int(round(macs)), params=sum(p.numel() for p in model.parameters()))
+    norm_layers = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+    norm_params = sum(p.numel() for m in model.modules() if isinstance(m, norm_layers) for p in m.parameters(recurse=False))
+    return Counts(macs=int(round(macs)), params=sum(p.numel() for p in model.parameters()), norm_params=norm_params)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,15 @@ def test_resnet110_counts():
     assert 256e6 <= counts.macs <= 257.5e6 and round(counts.params / 1e6, 2) == 1.73
 
 
+def test_the_papers_two_parameter_conventions():
+    # The paper's VGG-16 row (14.98M) leaves batch norm's 2 x 4224 affine parameters out; its ResNet-110 row
+    # (1.73M) keeps them in. Both counts are exact integers here.
+    vgg, resnet110 = count(get_model("vgg16")), count(get_model("resnet110"))
+    assert (vgg.params, vgg.norm_params, vgg.params_without_norm) == (14_990_922, 8_448, 14_982_474)
+    assert (round(vgg.params / 1e6, 2), round(vgg.params_without_norm / 1e6, 2)) == (14.99, 14.98)
+    assert (round(resnet110.params / 1e6, 2), round(resnet110.params_without_norm / 1e6, 2)) == (1.73, 1.72)
+
+
 @pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n != "resnet50"])
 def test_every_cifar_model_maps_images_to_logits(name):
     assert get_model(name, 100)(torch.zeros(2, 3, 32, 32)).shape == (2, 100)

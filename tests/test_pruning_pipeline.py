@@ -7,9 +7,9 @@ import torch
 
 from ibprune_lib.cli import main
 from ibprune_lib.counting import count
-from ibprune_lib.data import calibration_batch
+from ibprune_lib.data import CifarData, calibration_batch
 from ibprune_lib.models import get_model, load_model, load_weights
-from ibprune_lib.pruning import prune
+from ibprune_lib.pruning import finetune, prune
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,19 @@ def test_columns_direction_and_explicit_counts(resnet20, images):
 def test_bad_options_are_clear_errors(options, message, resnet20, images):
     with pytest.raises(ValueError, match=message):
         prune(resnet20, "resnet20", images, progress=False, **options)
+
+
+def test_finetune_trains_in_the_precision_it_is_given(resnet20, images, cifar10, tmp_path, one_thread):
+    result = prune(resnet20, "resnet20", images, method="l1", target_flops=0.7, progress=False)
+    tiny = CifarData("cifar10", cifar10.x_train[:128], cifar10.y_train[:128], cifar10.x_test[:64],
+                     cifar10.y_test[:64], cifar10.source)
+    before = result.model.conv1.weight.detach().clone()
+    history = finetune(result.model, tiny, "resnet20", epochs=1, lr=0.001, checkpoint=tmp_path / "ft.pt",
+                       progress=False, precision="bf16")
+    saved = torch.load(tmp_path / "ft.pt", weights_only=False)
+    assert saved["config"]["precision"] == "bf16" and saved["config"]["schedule"] == "cosine"
+    assert len(history.history) == 1 and torch.isfinite(torch.tensor(history.history[0]["loss"]))
+    assert result.model.conv1.weight.dtype == torch.float32 and not torch.equal(result.model.conv1.weight, before)
 
 
 def run(*args):

@@ -7,7 +7,8 @@ import time
 import pytest
 import torch
 
-from ibprune_lib.train import TrainConfig, learning_rate
+from ibprune_lib.models import get_model
+from ibprune_lib.train import TrainConfig, fit, learning_rate
 
 
 def test_schedules():
@@ -21,6 +22,24 @@ def test_schedules():
     assert learning_rate(20, 100, onecycle) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig("resnet20", schedule="linear")
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        TrainConfig("resnet20", precision="fp8")
+
+
+def test_bf16_mixed_precision_learns_and_keeps_fp32_weights(cifar10, one_thread):
+    def train(precision):
+        torch.manual_seed(0)
+        model = get_model("resnet20")
+        config = TrainConfig("resnet20", epochs=4, batch_size=64, lr=0.05, train_subset=512, precision=precision)
+        return model, fit(model, cifar10, config, test_subset=100, progress=False)
+
+    (bf16_model, bf16), (fp32_model, fp32) = train("bf16"), train("fp32")
+    losses = [h["loss"] for h in bf16.history]
+    assert losses[-1] < 0.8 * losses[0]
+    assert losses[-1] == pytest.approx(fp32.history[-1]["loss"], rel=0.15)
+    assert all(p.dtype == torch.float32 for p in bf16_model.parameters())
+    # The forward really ran in bf16: the two runs part ways.
+    assert not torch.equal(bf16_model.conv1.weight, fp32_model.conv1.weight)
 
 
 def _train(out, *extra):

@@ -216,6 +216,7 @@ def finetune(
     checkpoint=None,
     test_subset: int | None = None,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> TrainResult:
     """Fine-tune a pruned model in place: SGD with Nesterov momentum, cosine learning rate from ``lr`` to 0.
 
@@ -223,7 +224,8 @@ def finetune(
         model: the pruned network, trained in place.
         data: in-memory CIFAR.
         model_name: its zoo name (normalisation).
-        epochs, lr, batch_size, weight_decay, seed: the recipe (see :class:`ibprune_lib.train.TrainConfig`).
+        epochs, lr, batch_size, weight_decay, seed, precision: the recipe (see
+            :class:`ibprune_lib.train.TrainConfig`).
         checkpoint: per-epoch checkpoint file, resumed when present.
         test_subset: evaluate on the first N test images after each epoch.
         progress: show tqdm bars.
@@ -233,6 +235,6 @@ def finetune(
     """
     config = TrainConfig(
         model=model_name, epochs=epochs, batch_size=batch_size, lr=lr, momentum=0.9, nesterov=True,
-        weight_decay=weight_decay, schedule="cosine", seed=seed,
+        weight_decay=weight_decay, schedule="cosine", seed=seed, precision=precision,
     )
     return fit(model, data, config, checkpoint=checkpoint, test_subset=test_subset, progress=progress)
