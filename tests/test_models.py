@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -52,6 +55,18 @@ def test_unknown_model_is_a_clear_error():
 def test_shared_weights_reach_their_published_accuracy(name, file, top1, cifar10, shared_weights):
     model = load_weights(get_model(name), shared_weights / file)
     assert evaluate(model, cifar10.x_test, cifar10.y_test, name, progress=False) == pytest.approx(top1, abs=0.05)
+
+
+BASELINES = Path(__file__).resolve().parents[1] / "results" / "cpu" / "baselines"
+
+
+@pytest.mark.parametrize("folder", sorted(p.parent for p in BASELINES.glob("*/log.json")), ids=lambda p: p.name)
+def test_committed_baselines_reach_their_recorded_accuracy(folder, cifar10):
+    log = json.loads((folder / "log.json").read_text())
+    model, name = load_model(folder / f"{folder.name}.pt", folder.name)
+    assert log["test_images"] == len(cifar10.x_test) and log["provenance"]["command"]
+    top1 = evaluate(model, cifar10.x_test, cifar10.y_test, name, progress=False)
+    assert top1 == pytest.approx(log["test_top1_fp16_file"], abs=0.05)
 
 
 def test_weights_for_another_model_are_refused(shared_weights):
