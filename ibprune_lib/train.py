@@ -46,8 +46,8 @@ class TrainConfig:
         train_subset: use only this many (seeded) training images; None for all.
         channels_last: run convolutions in NHWC (faster on CPU).
         precision: ``"fp32"``, or ``"bf16"`` for mixed precision (bf16 autocast of the forward pass;
-            weights, gradients and optimizer state stay fp32). About 1.7–2.1× faster on a CPU with
-            AVX512-BF16 or AMX (``benchmarks/``); evaluation always runs in fp32.
+            weights, gradients and optimizer state stay fp32). Faster on a CPU with AVX512-BF16 or AMX
+            (``benchmarks/bench_train_precision.py`` measures by how much); evaluation always runs in fp32.
     """
 
     model: str
