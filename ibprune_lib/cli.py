@@ -109,9 +109,11 @@ def _prune(args) -> int:
     report = result.report
     report["settings"]["weights"] = str(args.weights)
     report["provenance"]["command"] = " ".join(sys.argv)
+    out = Path(args.out)
+    checkpoint = Path(f"{out}.finetune-checkpoint.pt")
     if args.finetune_epochs:
         history = finetune(result.model, data, name, args.finetune_epochs, lr=args.finetune_lr, seed=args.seed,
-                           test_subset=args.test_subset or None, precision=args.precision)
+                           checkpoint=checkpoint, test_subset=args.test_subset or None, precision=args.precision)
         report["finetune"] = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "precision": args.precision,
                               "history": history.history}
     if args.test_subset != 0:
@@ -131,9 +133,10 @@ def _prune(args) -> int:
     if "test_top1" in report:
         print(f"test top-1 {report['test_top1']:.2f}% on {report['test_images']} images"
               + (f" after {args.finetune_epochs} fine-tuning epochs" if args.finetune_epochs else " (no fine-tuning)"))
-    out = Path(args.out)
     save_model(result.model, out, name, report=report)
     save_json(f"{out}.json", report)
+    if args.finetune_epochs:
+        checkpoint.unlink(missing_ok=True)
     print(f"wrote {out} and {out}.json")
     return 0
 
@@ -196,8 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--beta", type=float, default=500.0, help="ITPruner's beta (default 500, its ResNet-56 value)")
     prune.add_argument("--min-width", type=float, default=None,
                        help="ITPruner's lower bound on a layer's keep ratio (default: one channel)")
-    prune.add_argument("--finetune-epochs", type=int, default=0)
-    prune.add_argument("--finetune-lr", type=float, default=0.01)
+    prune.add_argument("--finetune-epochs", type=int, default=0,
+                       help="fine-tuning epochs (default 0); checkpointed every epoch to "
+                            "<out>.finetune-checkpoint.pt, so rerunning the same command resumes a killed run")
+    prune.add_argument("--finetune-lr", type=float, default=0.01, help="initial fine-tuning learning rate (cosine to 0)")
     prune.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fine-tuning precision (see train)")
     prune.add_argument("--test-subset", type=int, default=None,
                        help="evaluate on the first N test images (default all; 0 skips the evaluation)")

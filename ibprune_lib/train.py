@@ -2,11 +2,14 @@
 
 Determinism is by construction: epoch ``e``'s permutation, crops and flips come from a generator seeded
 with ``(seed, e)``, and the learning rate is a pure function of the global step. A run killed at any point
-and resumed from its last checkpoint therefore ends in exactly the state of an uninterrupted run.
+and resumed from its last checkpoint therefore ends in exactly the state of an uninterrupted run. A checkpoint
+records the recipe and a fingerprint of the weights the run started from, and resumes only a run that matches
+both: a different pruned network of the same shapes never picks up another's fine-tuning.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -97,6 +100,23 @@ class TrainResult:
     wall_seconds: float = 0.0
 
 
+def state_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of a model's state: every entry's name, dtype, shape and values (memory format ignored).
+
+    Args:
+        model: the network.
+
+    Returns:
+        64 hex digits; equal for two models exactly when their state dicts are equal.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        values = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}|{values.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(values.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
@@ -121,8 +141,8 @@ def fit(
         model: the network; trained in place (a pruned model is fine-tuned the same way).
         data: in-memory CIFAR.
         config: the recipe.
-        checkpoint: file for the per-epoch checkpoint; when it exists, training resumes from it
-            (it must have been written with the same config).
+        checkpoint: file for the per-epoch checkpoint; when it exists, training resumes from it (it must
+            have been written with the same config, by a run that started from the same weights as ``model``).
         test_subset: evaluate on the first N test images after each epoch (None: all).
         progress: show tqdm bars.
 
@@ -130,8 +150,9 @@ def fit(
         The history (loss, train accuracy, test top-1, lr, seconds per epoch) and the final test top-1.
 
     Raises:
-        ValueError: the checkpoint was written with another config.
+        ValueError: the checkpoint was written with another config or started from other weights.
     """
+    started_from = state_fingerprint(model)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     optimizer = torch.optim.SGD(
@@ -145,6 +166,11 @@ def fit(
             raise ValueError(
                 f"{checkpoint} was written by another recipe; delete it or pass the same arguments.\n"
                 f"saved: {state['config']}\nasked: {asdict(config)}"
+            )
+        if state.get("started_from", started_from) != started_from:
+            raise ValueError(
+                f"{checkpoint} belongs to a run that started from other weights (e.g. another pruning of the same "
+                "network); delete it to start afresh, or pass the model that run started from"
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -186,7 +212,7 @@ def fit(
             save_torch(checkpoint, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
                 "history": result.history, "wall_seconds": result.wall_seconds, "config": asdict(config),
-                "provenance": provenance(),
+                "started_from": started_from, "provenance": provenance(),
             })
     model.to(memory_format=torch.contiguous_format)
     result.test_top1 = result.history[-1]["test_top1"] if result.history else None

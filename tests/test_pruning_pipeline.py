@@ -75,6 +75,49 @@ def test_finetune_trains_in_the_precision_it_is_given(resnet20, images, cifar10,
     assert result.model.conv1.weight.dtype == torch.float32 and not torch.equal(result.model.conv1.weight, before)
 
 
+def test_finetune_resumes_only_the_pruning_it_started_from(resnet20, images, cifar10, tmp_path, one_thread):
+    tiny = CifarData("cifar10", cifar10.x_train[:128], cifar10.y_train[:128], cifar10.x_test[:64],
+                     cifar10.y_test[:64], cifar10.source)
+    checkpoint = tmp_path / "ft.pt"
+
+    def pruned(method):
+        return prune(resnet20, "resnet20", images, method=method, target_flops=0.7, progress=False).model
+
+    first = pruned("l1")
+    finetune(first, tiny, "resnet20", epochs=1, lr=0.001, checkpoint=checkpoint, progress=False)
+    # The same pruning again resumes (nothing left to train) and ends in the checkpoint's weights.
+    again = pruned("l1")
+    assert finetune(again, tiny, "resnet20", epochs=1, lr=0.001, checkpoint=checkpoint, progress=False).history
+    assert torch.equal(again.conv1.weight, first.conv1.weight)
+    # Another criterion gives a network of the same shapes but other weights: it must not resume.
+    other = pruned("fpgm")
+    assert [p.shape for p in other.parameters()] == [p.shape for p in first.parameters()]
+    with pytest.raises(ValueError, match="started from other weights"):
+        finetune(other, tiny, "resnet20", epochs=1, lr=0.001, checkpoint=checkpoint, progress=False)
+
+
+def test_cli_prune_checkpoints_its_finetuning_beside_out_and_removes_it_when_done(
+    shared_weights, tmp_path, monkeypatch
+):
+    import ibprune_lib.pruning as pruning
+    from ibprune_lib.train import TrainResult
+
+    seen = {}
+
+    def fake_finetune(model, data, name, epochs, checkpoint=None, **options):
+        seen["checkpoint"] = checkpoint
+        checkpoint.write_bytes(b"an epoch")
+        return TrainResult(history=[{"epoch": 1}], test_top1=0.0)
+
+    monkeypatch.setattr(pruning, "finetune", fake_finetune)
+    out = tmp_path / "pruned.pt"
+    assert main(["prune", "--model", "resnet20", "--weights", str(shared_weights / "resnet20-12fca82f.th"),
+                 "--method", "l1", "--target-flops", "0.7", "--batch-size", "16", "--test-subset", "0",
+                 "--finetune-epochs", "1", "--out", str(out)]) == 0
+    assert seen["checkpoint"] == tmp_path / "pruned.pt.finetune-checkpoint.pt"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pruned.pt", "pruned.pt.json"]
+
+
 def run(*args):
     return subprocess.run([sys.executable, "-m", "ibprune_lib", *args], capture_output=True, text=True)
 
