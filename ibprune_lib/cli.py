@@ -112,6 +112,8 @@ def _prune(args) -> int:
     out = Path(args.out)
     checkpoint = Path(f"{out}.finetune-checkpoint.pt")
     if args.finetune_epochs:
+        if checkpoint.is_file():
+            print(f"resuming the fine-tuning from {checkpoint}")
         history = finetune(result.model, data, name, args.finetune_epochs, lr=args.finetune_lr, seed=args.seed,
                            checkpoint=checkpoint, test_subset=args.test_subset or None, precision=args.precision)
         report["finetune"] = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "precision": args.precision,

@@ -96,8 +96,8 @@ def test_finetune_resumes_only_the_pruning_it_started_from(resnet20, images, cif
         finetune(other, tiny, "resnet20", epochs=1, lr=0.001, checkpoint=checkpoint, progress=False)
 
 
-def test_cli_prune_checkpoints_its_finetuning_beside_out_and_removes_it_when_done(
-    shared_weights, tmp_path, monkeypatch
+def test_cli_prune_resumes_its_finetuning_checkpoint_and_removes_it_when_done(
+    shared_weights, tmp_path, monkeypatch, capsys
 ):
     import ibprune_lib.pruning as pruning
     from ibprune_lib.train import TrainResult
@@ -111,10 +111,12 @@ def test_cli_prune_checkpoints_its_finetuning_beside_out_and_removes_it_when_don
 
     monkeypatch.setattr(pruning, "finetune", fake_finetune)
     out = tmp_path / "pruned.pt"
+    (tmp_path / "pruned.pt.finetune-checkpoint.pt").write_bytes(b"a killed run's epochs")
     assert main(["prune", "--model", "resnet20", "--weights", str(shared_weights / "resnet20-12fca82f.th"),
                  "--method", "l1", "--target-flops", "0.7", "--batch-size", "16", "--test-subset", "0",
                  "--finetune-epochs", "1", "--out", str(out)]) == 0
     assert seen["checkpoint"] == tmp_path / "pruned.pt.finetune-checkpoint.pt"
+    assert f"resuming the fine-tuning from {seen['checkpoint']}" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pruned.pt", "pruned.pt.json"]
 
 
