@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ibprune_lib.models import get_model
-from ibprune_lib.train import TrainConfig, fit, learning_rate
+from ibprune_lib.train import TrainConfig, fit, learning_rate, state_fingerprint
 
 
 def test_schedules():
@@ -40,6 +40,18 @@ def test_bf16_mixed_precision_learns_and_keeps_fp32_weights(cifar10, one_thread)
     assert all(p.dtype == torch.float32 for p in bf16_model.parameters())
     # The forward really ran in bf16: the two runs part ways.
     assert not torch.equal(bf16_model.conv1.weight, fp32_model.conv1.weight)
+
+
+def test_state_fingerprint_sees_values_not_memory_format():
+    torch.manual_seed(0)
+    model = get_model("resnet20")
+    fingerprint = state_fingerprint(model)
+    assert state_fingerprint(model.to(memory_format=torch.channels_last)) == fingerprint
+    with torch.no_grad():
+        model.layer3[2].conv2.weight[0, 0, 0, 0] += 1e-6
+    assert state_fingerprint(model) != fingerprint
+    torch.manual_seed(0)
+    assert state_fingerprint(get_model("resnet20")) == fingerprint
 
 
 def _train(out, *extra):
