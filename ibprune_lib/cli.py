@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+
+from .provenance import REPO_ROOT
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,6 +146,35 @@ def _prune(args) -> int:
     return 0
 
 
+def _experiments(args) -> int:
+    from .experiments import Grid, compute_left
+    from .train import resolve_device
+
+    grid = Grid(args.table, args.scale, results=args.results, work=args.work)
+    if args.action == "list":
+        for cell in grid.select(args.cell):
+            target = (f"flops {cell.target_flops}" if cell.target_flops is not None else f"params {cell.target_params}")
+            print(f"{cell.id:<32} {cell.model:<10} {cell.method:<7} {cell.widths:<9} {target:<18} "
+                  f"seeds {list(cell.seeds)} kernel {cell.kernel} bs {cell.batch_size} skip {cell.skip_first}")
+        return 0
+    if args.action == "status":
+        states = {cell.id: grid.state(cell) for cell in grid.cells}
+        for cell in grid.select(args.cell):
+            print(f"{cell.id:<32} {states[cell.id]['state']:<8} {states[cell.id]['detail']}")
+        tally = {s: sum(v["state"] == s for v in states.values()) for s in ("done", "running", "failed", "to do")}
+        seconds, unknown = compute_left(grid, states)
+        print(f"{grid.name} ({grid.scale}): " + ", ".join(f"{v} {k}" for k, v in tally.items())
+              + f"; about {seconds / 3600:.1f} h of compute left at the measured rate"
+              + (f" (+ {unknown} cell(s) of a network not measured yet)" if unknown else ""))
+        return 0
+    device = resolve_device(args.device)
+    outcomes = grid.run(grid.select(args.cell), device, progress=not args.no_progress)
+    failed = [cell.id for cell, outcome in outcomes if outcome.startswith("failed")]
+    print(f"{grid.name} ({grid.scale}): " + ", ".join(
+        f"{sum(o.startswith(k) for _, o in outcomes)} {k}" for k in ("done", "skipped", "failed")))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models import MODEL_NAMES
     from .train import PRECISIONS, SCHEDULES
@@ -211,6 +243,22 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--out", required=True, help="pruned model file; the report goes to <out>.json")
     _add_data_arguments(prune)
     prune.set_defaults(run=_prune)
+
+    experiments = commands.add_parser(
+        "experiments", help="a table of the paper as a resumable grid of cells (experiments/<table>.py)")
+    experiments.add_argument("action", choices=("list", "status", "run"))
+    experiments.add_argument("table", help="a table under experiments/ (e.g. table1) or a path to a table file")
+    experiments.add_argument("--cell", action="append", default=None,
+                             help="only this cell id (repeatable); one cell per scheduler task")
+    experiments.add_argument("--scale", choices=("smoke", "cpu", "paper"), default=os.environ.get("IBPRUNE_SCALE", "cpu"),
+                             help="protocol and results folder (default: $IBPRUNE_SCALE or cpu)")
+    experiments.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    experiments.add_argument("--results", default=str(REPO_ROOT / "results"),
+                             help="results root: <results>/<scale>/<table>/<id>.json (default: results/)")
+    experiments.add_argument("--work", default=str(REPO_ROOT / "runs"),
+                             help="working files (checkpoints, locks): <work>/<scale>/<table>/ (default: runs/)")
+    experiments.add_argument("--no-progress", action="store_true", help="no progress bars (log files)")
+    experiments.set_defaults(run=_experiments)
     return parser
 
 

@@ -117,6 +117,89 @@ def state_fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter (its inputs go there)."""
+    return next(model.parameters()).device
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``cuda:N`` as a device, checked before any work.
+
+    Raises:
+        ValueError: not a device name, or a CUDA device this machine does not have.
+    """
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"--device {name!r} is not a device ({error}); use cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device {name!r}: use cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= available:
+            raise ValueError(f"--device {name}: this machine has {available} CUDA device(s); use --device cpu")
+    return device
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(
+    model: nn.Module,
+    images: torch.Tensor,
+    model_name: str,
+    batches: int = 40,
+    batch_size: int = 128,
+    seed: int = 0,
+    progress: bool = False,
+) -> int:
+    """Recompute the running statistics of every BatchNorm layer of ``model`` in place.
+
+    The statistics are reset and re-estimated as a cumulative (equal-weight) average over ``batches`` seeded
+    batches of un-augmented images; the rest of the model stays in eval mode (dropout off) and no weight
+    changes. Call it on the model you own (a pruned copy), never on a network you want to keep as it is.
+
+    Args:
+        model: the network, modified in place.
+        images: (N, 3, h, w) uint8 pool, usually the training set.
+        model_name: selects the normalisation.
+        batches: how many batches (≥ 1); 40 batches of 128 settle ResNet and VGG statistics.
+        batch_size: images per batch (≥ 2: BatchNorm needs a batch statistic).
+        seed: the draw of the images.
+        progress: show a tqdm bar.
+
+    Returns:
+        The number of BatchNorm layers recalibrated (0: the model has none and nothing was done).
+
+    Raises:
+        ValueError: ``batches`` < 1 or ``batch_size`` < 2.
+    """
+    if batches < 1:
+        raise ValueError(f"--recalibrate-bn must be >= 1 batch, got {batches}; use 0 to skip the stage")
+    if batch_size < 2:
+        raise ValueError(f"recalibration batch size must be >= 2, got {batch_size}")
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return 0
+    device = model_device(model)
+    was_training = model.training
+    momenta = [norm.momentum for norm in norms]
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative moving average: every batch weighs the same
+        norm.train()
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    try:
+        for b in tqdm(range(batches), desc="BN recalibration", disable=not progress, leave=False):
+            batch = order[(b * batch_size) % len(images):][:batch_size]
+            x = normalise(images[batch].to(device), model_name)
+            model(x.contiguous(memory_format=torch.channels_last))
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+        model.train(was_training)
+    return len(norms)
+
+
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
@@ -153,6 +236,7 @@ def fit(
         ValueError: the checkpoint was written with another config or started from other weights.
     """
     started_from = state_fingerprint(model)
+    device = model_device(model)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     optimizer = torch.optim.SGD(
@@ -191,15 +275,16 @@ def fit(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = order[step * config.batch_size : (step + 1) * config.batch_size]
-            images = normalise(augment(data.x_train[batch], generator), config.model)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+            images = normalise(augment(data.x_train[batch].to(device), generator), config.model)
+            labels = data.y_train[batch].to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
                 logits = model(images.contiguous(memory_format=memory_format))
-            loss = F.cross_entropy(logits.float(), data.y_train[batch], label_smoothing=config.label_smoothing)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             loss_sum += loss.item() * len(batch)
-            correct += (logits.argmax(1) == data.y_train[batch]).sum().item()
+            correct += (logits.argmax(1) == labels).sum().item()
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4f}")
         test_top1 = evaluate(model, data.x_test[:test_subset], data.y_test[:test_subset], config.model, progress=False)
         seconds = time.perf_counter() - started
@@ -242,14 +327,15 @@ def evaluate(
     """
     if len(images) == 0:
         raise ValueError("evaluate needs at least one image")
+    device = model_device(model)
     was_training = model.training
     model.eval()
     hits = dict.fromkeys(topk, 0)
     try:
         for start in tqdm(range(0, len(images), batch_size), desc="eval", disable=not progress, leave=False):
-            x = normalise(images[start : start + batch_size], model_name).contiguous(memory_format=torch.channels_last)
-            ranked = model(x).topk(max(topk), dim=1).indices
-            truth = labels[start : start + batch_size].view(-1, 1)
+            x = normalise(images[start : start + batch_size].to(device), model_name)
+            ranked = model(x.contiguous(memory_format=torch.channels_last)).topk(max(topk), dim=1).indices
+            truth = labels[start : start + batch_size].to(device).view(-1, 1)
             for k in topk:
                 hits[k] += (ranked[:, :k] == truth).any(1).sum().item()
     finally:

@@ -1,0 +1,42 @@
+"""Table 1 of the paper: CIFAR-10, every method at the paper's sGLP-IB / sTLP-IB budgets.
+
+Budgets (one shared keep ratio over the prunable layers after the first four, which stay whole):
+
+- VGG-16 (trained here, ``results/cpu/baselines/vgg16``): the paper removes 85% of the parameters and 61% of
+  the FLOPs; the cells keep 15% of the parameters (the paper's headline column for VGG-16) and report where
+  the FLOPs land.
+- ResNet-56 (akamaster's weights): 53% of the FLOPs removed (keep 47%); the parameters land where they land.
+- ResNet-110 (trained here): 62-64% of the FLOPs removed (keep 36-38%).
+
+Cells run in this order: the fast criteria first, the slow selection (sGLP-IB on VGG-16) last, ResNet-56 (the
+cheapest network) before the others. ``smoke`` keeps a handful of cells to exercise the plumbing in CI.
+
+    python -m ibprune_lib experiments run table1 --scale cpu
+"""
+
+from ibprune_lib.experiments import Cell
+
+NETWORKS = {
+    "resnet56": dict(weights="weights:resnet56-4bfd9763.th", target_flops=0.47),
+    "vgg16": dict(weights="results/cpu/baselines/vgg16/vgg16.pt", target_params=0.15),
+    "resnet110": dict(weights="results/cpu/baselines/resnet110/resnet110.pt", target_flops=(0.36, 0.38)),
+}
+METHODS = ("l1", "fpgm", "stlp", "sglp", "apib", "lasso", "hrank", "random")
+ITPRUNER = dict(widths="itpruner", min_width=0.25)
+
+
+def cells(scale: str) -> list[Cell]:
+    if scale == "smoke":
+        return [
+            Cell("resnet56", method="l1", **NETWORKS["resnet56"]),
+            Cell("resnet56", method="stlp", **NETWORKS["resnet56"]),
+            Cell("resnet56", method="l1", **NETWORKS["resnet56"], **ITPRUNER),
+            Cell("vgg16", method="l1", **NETWORKS["vgg16"]),
+            Cell("resnet110", method="l1", **NETWORKS["resnet110"]),
+        ]
+    table = [Cell("resnet56", method=m, **NETWORKS["resnet56"]) for m in METHODS]
+    table += [Cell("resnet56", method=m, **NETWORKS["resnet56"], **ITPRUNER) for m in ("l1", "stlp")]
+    for network in ("vgg16", "resnet110"):
+        table += [Cell(network, method=m, **NETWORKS[network]) for m in METHODS if m != "sglp"]
+    table += [Cell(network, method="sglp", **NETWORKS[network]) for network in ("resnet110", "vgg16")]
+    return table

@@ -1,0 +1,495 @@
+"""Experiments as a grid of cells: one configuration each, resumable, one JSON result per cell.
+
+A table is a Python file ``experiments/<table>.py`` whose ``cells(scale)`` returns a list of :class:`Cell`.
+A cell's id is derived from its content, so editing a cell makes a new one and never reuses a stale result.
+Every cell follows one protocol (:data:`PROTOCOLS`, one per scale):
+
+1. top-1 of the unpruned network on the same test images;
+2. for each calibration seed: prune (selection seconds timed), top-1 right after pruning, BatchNorm
+   recalibration on the training set, top-1 after it;
+3. fine-tuning of the first seed's recalibrated network with the scale's recipe, then top-1.
+
+Working files live in ``<work>/<scale>/<table>/<id>/`` (stages done, the pruned network, the per-epoch
+fine-tuning checkpoint), so a killed runner loses at most one epoch; the result goes atomically to
+``<results>/<scale>/<table>/<id>.json`` with its provenance. A cell is held under an exclusive ``flock`` while
+it runs: two runners on one grid never take the same cell, and the lock dies with its process, so a
+successor takes over a dead runner's cell. Spreading cells over machines is a scheduler's job
+(``recipes/slurm-array.sh`` runs one cell per array task).
+
+    python -m ibprune_lib experiments status table1 --scale cpu
+    python -m ibprune_lib experiments run table1 --scale cpu [--cell ID] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .counting import count
+from .data import NUM_CLASSES, CifarData, calibration_batch, load_cifar
+from .models import input_size, load_model, save_model, weights_dir
+from .provenance import REPO_ROOT, git_commit, provenance, save_json
+from .pruning import prune
+from .pruning.pipeline import check_options
+from .train import TrainConfig, evaluate, fit, recalibrate_batchnorm
+
+EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+SCALES = ("smoke", "cpu", "paper")
+CODE_COMMIT = git_commit()  # the code this process runs, even if HEAD moves while a long grid trains
+PRESETS = {"paper": {}}  # the paper's stated settings; named presets from the settings study join here
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One configuration of a table.
+
+    Attributes:
+        model: zoo name.
+        weights: ``weights:<file>`` (a file in ``$IBPRUNE_WEIGHTS``) or a path relative to the repository.
+        method: pruning criterion (``ibprune_lib.pruning.METHODS``).
+        target_flops: keep ratio of the MACs, or a (lo, hi) range; exactly one of the two targets.
+        target_params: keep ratio of the parameters, or a (lo, hi) range.
+        dataset: ``cifar10`` or ``cifar100``.
+        kernel: Gram kernel of the information-bottleneck methods.
+        batch_size: calibration images.
+        seeds: calibration seeds (the first one is fine-tuned).
+        skip_first: leading prunable layers left whole.
+        widths: ``uniform`` or ``itpruner``.
+        min_width: ITPruner's lower bound on a layer's keep ratio.
+        direction: ``rows`` or ``columns``.
+        preset: named selection settings (:data:`PRESETS`).
+    """
+
+    model: str
+    weights: str
+    method: str
+    target_flops: float | tuple[float, float] | None = None
+    target_params: float | tuple[float, float] | None = None
+    dataset: str = "cifar10"
+    kernel: str = "laplacian"
+    batch_size: int = 128
+    seeds: tuple[int, ...] = (0, 1, 2)
+    skip_first: int = 4
+    widths: str = "uniform"
+    min_width: float | None = None
+    direction: str = "rows"
+    preset: str = "paper"
+
+    @property
+    def id(self) -> str:
+        """``<model>-<method>[-<widths>]-<8 hex digits of the content's SHA-256>``."""
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        widths = "" if self.widths == "uniform" else f"-{self.widths}"
+        return f"{self.model}-{self.method}{widths}-{digest}"
+
+    def check(self) -> None:
+        """Validate the options (method, kernel, targets, preset) without doing any work."""
+        check_options(self.method, self.kernel, self.direction, self.widths, self.target_params, self.target_flops)
+        if self.preset not in PRESETS:
+            raise ValueError(f"cell {self.id}: unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        if not self.seeds:
+            raise ValueError(f"cell {self.id}: needs at least one calibration seed")
+
+    def weights_path(self) -> Path:
+        """The weights file this cell starts from, resolved on this machine."""
+        if self.weights.startswith("weights:"):
+            return weights_dir() / self.weights.removeprefix("weights:")
+        return REPO_ROOT / self.weights
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """What a scale does with every cell.
+
+    Attributes:
+        scale: its name.
+        test_images: test images for every top-1 (None: the whole test set).
+        calibration_seeds: how many of a cell's seeds to run (None: all).
+        recalibration_batches: BatchNorm recalibration batches (of ``recalibration_batch_size`` images).
+        recalibration_batch_size: images per recalibration batch.
+        finetune: the fine-tuning recipe (its ``model`` is set per cell).
+        monitor_images: test images for the per-epoch top-1 during fine-tuning (None: all).
+        note: the recipe in words, for the book.
+    """
+
+    scale: str
+    test_images: int | None
+    calibration_seeds: int | None
+    recalibration_batches: int
+    recalibration_batch_size: int
+    finetune: TrainConfig
+    monitor_images: int | None
+    note: str = ""
+
+    def describe(self) -> dict:
+        return {**asdict(self), "finetune": {k: v for k, v in asdict(self.finetune).items() if k != "model"}}
+
+
+_FINETUNE = dict(momentum=0.9, nesterov=True, weight_decay=5e-4, batch_size=128, schedule="onecycle", seed=0)
+PROTOCOLS = {
+    "smoke": Protocol(
+        "smoke", test_images=200, calibration_seeds=1, recalibration_batches=2, recalibration_batch_size=64,
+        finetune=TrainConfig(model="", epochs=2, lr=0.01, train_subset=256, precision="fp32", **_FINETUNE),
+        monitor_images=200, note="plumbing only: 256 training images, 200 test images; no number means anything",
+    ),
+    "cpu": Protocol(
+        "cpu", test_images=None, calibration_seeds=None, recalibration_batches=40, recalibration_batch_size=128,
+        finetune=TrainConfig(model="", epochs=8, lr=0.05, precision="bf16", **_FINETUNE),
+        monitor_images=2000,
+        note="8 epochs on the full training set, one-cycle (15% warm-up to lr 0.05, cosine to 0), Nesterov SGD, "
+             "wd 5e-4, batch 128, bf16 forward pass; per-epoch top-1 on 2,000 test images, final on all 10,000",
+    ),
+    "paper": Protocol(
+        "paper", test_images=None, calibration_seeds=None, recalibration_batches=40, recalibration_batch_size=128,
+        finetune=TrainConfig(model="", epochs=400, lr=0.01, precision="bf16",
+                             **{**_FINETUNE, "schedule": "cosine"}),
+        monitor_images=None,
+        note="the paper's length (fine-tuned for 400-500 epochs): 400 epochs, cosine from lr 0.01, Nesterov SGD, "
+             "wd 5e-4, batch 128; for a GPU",
+    ),
+}
+
+
+def table_names() -> list[str]:
+    """The tables declared under ``experiments/`` (files defining ``cells``)."""
+    return sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.py") if "def cells(" in p.read_text())
+
+
+def load_table(table: str, scale: str) -> list[Cell]:
+    """The cells of ``table`` at ``scale``: a name under ``experiments/`` or a path to a ``.py`` file.
+
+    Raises:
+        ValueError: unknown scale or table, a table with duplicate cells, or an invalid cell.
+    """
+    if scale not in SCALES:
+        raise ValueError(f"unknown --scale {scale!r}: choose one of {', '.join(SCALES)}")
+    path = Path(table) if table.endswith(".py") else EXPERIMENTS_DIR / f"{table}.py"
+    if not path.is_file() or "def cells(" not in path.read_text():
+        raise ValueError(f"unknown table {table!r}: choose one of {', '.join(table_names())} (files in {EXPERIMENTS_DIR})")
+    spec = importlib.util.spec_from_file_location(f"ibprune_table_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    cells = list(module.cells(scale))
+    ids = [cell.id for cell in cells]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"table {table!r} declares the same cell twice")
+    for cell in cells:
+        cell.check()
+    return cells
+
+
+@dataclass
+class Grid:
+    """A table's cells at one scale, with where their results and working files go.
+
+    Attributes:
+        table: the table's name (or a path to its file).
+        scale: ``smoke``, ``cpu`` or ``paper``.
+        results: results root; a cell's JSON is ``<results>/<scale>/<table>/<id>.json``.
+        work: working-files root (checkpoints, locks), ``<work>/<scale>/<table>/``.
+    """
+
+    table: str
+    scale: str
+    results: Path = REPO_ROOT / "results"
+    work: Path = REPO_ROOT / "runs"
+    cells: list[Cell] = field(init=False)
+
+    def __post_init__(self):
+        self.cells = load_table(self.table, self.scale)
+        self.results, self.work = Path(self.results), Path(self.work)
+
+    @property
+    def name(self) -> str:
+        return Path(self.table).stem
+
+    @property
+    def protocol(self) -> Protocol:
+        return PROTOCOLS[self.scale]
+
+    def result_path(self, cell: Cell) -> Path:
+        return self.results / self.scale / self.name / f"{cell.id}.json"
+
+    def work_dir(self, cell: Cell) -> Path:
+        return self.work / self.scale / self.name / cell.id
+
+    def select(self, cell_ids: list[str] | None) -> list[Cell]:
+        """The cells named by ``cell_ids`` (all when None), in the table's order.
+
+        Raises:
+            ValueError: an id the table does not declare.
+        """
+        if not cell_ids:
+            return self.cells
+        known = {cell.id: cell for cell in self.cells}
+        unknown = [i for i in cell_ids if i not in known]
+        if unknown:
+            raise ValueError(f"unknown --cell {unknown[0]!r} in {self.name}: `experiments list {self.name}` shows the ids")
+        return [known[i] for i in cell_ids]
+
+    def state(self, cell: Cell) -> dict:
+        """``{"state": done|running|failed|to do, "detail": str}`` of one cell."""
+        if self.result_path(cell).is_file():
+            result = json.loads(self.result_path(cell).read_text())
+            return {"state": "done", "detail": _summary(result), "seconds": result["seconds"]["total"]}
+        lock = _try_lock(self._lock_path(cell))
+        if lock is None:
+            return {"state": "running", "detail": _progress(self.work_dir(cell))}
+        os.close(lock)
+        error = self.work_dir(cell) / "error.json"
+        if error.is_file():
+            return {"state": "failed", "detail": json.loads(error.read_text())["error"]}
+        return {"state": "to do", "detail": _progress(self.work_dir(cell))}
+
+    def _lock_path(self, cell: Cell) -> Path:
+        return self.work / self.scale / self.name / f"{cell.id}.lock"
+
+    def check_writable(self) -> None:
+        """Raise a one-line error when the results or work folder cannot be written."""
+        for root, flag in ((self.results, "--results"), (self.work, "--work")):
+            folder = root / self.scale / self.name
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                probe = folder / f".probe-{os.getpid()}"
+                probe.write_text("")
+                probe.unlink()
+            except OSError as error:
+                raise ValueError(f"{flag} folder {folder} is not writable ({error.strerror}); pass a writable {flag}") from None
+
+    def run(self, cells: list[Cell], device: torch.device, progress: bool = True) -> list[tuple[Cell, str]]:
+        """Run every cell of ``cells`` that is neither done nor held by another runner.
+
+        Returns:
+            ``(cell, outcome)`` per cell: ``done``, ``skipped (done)``, ``skipped (running)`` or ``failed: …``.
+        """
+        self.check_writable()
+        for cell in cells:
+            if not self.result_path(cell).is_file() and not cell.weights_path().is_file():
+                raise FileNotFoundError(
+                    f"cell {cell.id}: no weights at {cell.weights_path()}. Fix: set IBPRUNE_WEIGHTS to the folder "
+                    f"holding {cell.weights.removeprefix('weights:')}, or train the baseline (see results/cpu/baselines)"
+                )
+        datasets: dict[str, CifarData] = {}
+        outcomes = []
+        bar = tqdm(cells, desc=f"{self.name} ({self.scale})", disable=not progress)
+        for cell in bar:
+            bar.set_postfix_str(cell.id)
+            if self.result_path(cell).is_file():
+                outcomes.append((cell, "skipped (done)"))
+                continue
+            lock = _try_lock(self._lock_path(cell))
+            if lock is None:
+                outcomes.append((cell, "skipped (running)"))
+                continue
+            try:
+                if self.result_path(cell).is_file():  # finished by another runner since the check above
+                    outcomes.append((cell, "skipped (done)"))
+                    continue
+                if cell.dataset not in datasets:
+                    datasets[cell.dataset] = load_cifar(cell.dataset)
+                result = run_cell(cell, self.protocol, datasets[cell.dataset], self.work_dir(cell), device, progress)
+                result["table"] = self.name
+                save_json(self.result_path(cell), result)
+                for done_with in ("error.json", "finetune.pt"):
+                    (self.work_dir(cell) / done_with).unlink(missing_ok=True)
+                outcomes.append((cell, "done"))
+                tqdm.write(f"{cell.id}: {_summary(result)}")
+            except Exception as error:  # one failed cell must not stop the grid; its error is kept for `status`
+                message = f"{type(error).__name__}: {error}".splitlines()[0]
+                save_json(self.work_dir(cell) / "error.json", {"error": message, "traceback": traceback.format_exc()})
+                outcomes.append((cell, f"failed: {message}"))
+                tqdm.write(f"{cell.id}: failed: {message}")
+            finally:
+                os.close(lock)
+        return outcomes
+
+
+def _try_lock(path: Path) -> int | None:
+    """An exclusive ``flock`` on ``path`` (a file descriptor; close it to release), or None when held elsewhere."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _summary(result: dict) -> str:
+    stages = result["stages"]
+    return (f"top-1 {stages['pruned']['mean']:.2f} pruned, {stages['recalibrated']['mean']:.2f} recalibrated, "
+            f"{stages['finetuned']:.2f} fine-tuned; FLOPs -{result['counts']['flops_reduction']:.1f}%, "
+            f"params -{result['counts']['params_reduction']:.1f}%; {result['seconds']['total'] / 60:.1f} min")
+
+
+def _progress(work: Path) -> str:
+    stages = work / "stages.json"
+    if not stages.is_file():
+        return "not started"
+    done = json.loads(stages.read_text())
+    text = f"{len(done.get('seeds', []))} seed(s) pruned"
+    checkpoint = work / "finetune.pt"
+    if checkpoint.is_file():
+        epoch = torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
+        text += f", fine-tuning epoch {epoch} done"
+    return text
+
+
+def _mean_spread(values: list[float]) -> dict:
+    tensor = torch.tensor(values, dtype=torch.float64)
+    return {"values": values, "mean": tensor.mean().item(), "std": tensor.std().item() if len(values) > 1 else 0.0}
+
+
+def run_cell(
+    cell: Cell, protocol: Protocol, data: CifarData, work: Path, device: torch.device, progress: bool = True
+) -> dict:
+    """Run one cell through the protocol, resuming from the stages saved in ``work``.
+
+    Args:
+        cell: the configuration.
+        protocol: the scale's protocol.
+        data: the cell's dataset in memory.
+        work: the cell's working folder (created; resumed from when it holds earlier stages).
+        device: where the networks run.
+        progress: tqdm bars.
+
+    Returns:
+        The JSON-ready result: the cell, the protocol, counts, every stage's top-1, seconds and provenance.
+    """
+    started = time.perf_counter()
+    work.mkdir(parents=True, exist_ok=True)
+    stages_file = work / "stages.json"
+    stages = json.loads(stages_file.read_text()) if stages_file.is_file() else {"seeds": [], "seconds": {}}
+    n = protocol.test_images or len(data.x_test)
+    x_test, y_test = data.x_test[:n], data.y_test[:n]
+    model, name = load_model(cell.weights_path(), cell.model, NUM_CLASSES[cell.dataset])
+    model.to(device)
+    size = input_size(name)
+
+    if "unpruned" not in stages:
+        tic = time.perf_counter()
+        counts = count(model, size)
+        stages["unpruned"] = {
+            "top1": evaluate(model, x_test, y_test, name, progress=False), "macs": counts.macs,
+            "params": counts.params, "params_without_norm": counts.params_without_norm,
+        }
+        stages["seconds"]["unpruned_eval"] = time.perf_counter() - tic
+        save_json(stages_file, stages)
+
+    seeds = cell.seeds[: protocol.calibration_seeds]
+    pruned_file = work / "pruned.pt"
+    for seed in seeds:
+        if any(record["seed"] == seed for record in stages["seeds"]) and (seed != seeds[0] or pruned_file.is_file()):
+            continue
+        tic = time.perf_counter()
+        images, labels = calibration_batch(data.x_train, data.y_train, cell.batch_size, seed)
+        result = prune(
+            model, name, images, method=cell.method, target_flops=cell.target_flops, target_params=cell.target_params,
+            kernel=cell.kernel, skip_first=cell.skip_first, widths=cell.widths, direction=cell.direction, seed=seed,
+            min_width=cell.min_width, progress=progress, **PRESETS[cell.preset],
+        )
+        pruned = result.model
+        top1_pruned = evaluate(pruned, x_test, y_test, name, progress=False)
+        recalibrate_batchnorm(pruned, data.x_train, name, protocol.recalibration_batches,
+                              protocol.recalibration_batch_size, seed)
+        record = {
+            "seed": seed,
+            "calibration_class_counts": torch.bincount(labels, minlength=data.num_classes).tolist(),
+            "top1_pruned": top1_pruned,
+            "top1_recalibrated": evaluate(pruned, x_test, y_test, name, progress=False),
+            "selection_seconds": result.report["seconds"]["selection"],
+            "seconds": time.perf_counter() - tic,
+            "totals": result.report["totals"],
+            "layers": [{key: layer[key] for key in ("name", "channels", "kept", "kept_indices", "lam", "n_solves")}
+                       for layer in result.report["layers"]],
+        }
+        if seed == seeds[0]:
+            save_model(pruned, pruned_file, name, report=result.report)
+        stages["seeds"] = [r for r in stages["seeds"] if r["seed"] != seed] + [record]
+        save_json(stages_file, stages)
+
+    tic = time.perf_counter()
+    finetuned, _ = load_model(pruned_file)
+    finetuned.to(device)
+    config = TrainConfig(**{**asdict(protocol.finetune), "model": name, "seed": seeds[0]})
+    history = fit(finetuned, data, config, checkpoint=work / "finetune.pt", test_subset=protocol.monitor_images,
+                  progress=progress)
+    top1_finetuned = evaluate(finetuned, x_test, y_test, name, progress=False)
+    save_model(finetuned.cpu(), work / "finetuned.pt", name)
+    finetune_seconds = time.perf_counter() - tic
+
+    records = sorted(stages["seeds"], key=lambda r: seeds.index(r["seed"]))
+    totals = records[0]["totals"]
+    unpruned = stages["unpruned"]
+    after = count(finetuned, size)
+    return {
+        "cell": {**asdict(cell), "id": cell.id},
+        "scale": protocol.scale,
+        "protocol": protocol.describe(),
+        "counts": {
+            "macs_before": unpruned["macs"], "macs_after": totals["macs_after"],
+            "params_before": unpruned["params"], "params_after": totals["params_after"],
+            "params_without_norm_before": unpruned["params_without_norm"],
+            "params_without_norm_after": after.params_without_norm,
+            "flops_reduction": 100 * (1 - totals["macs_ratio"]),
+            "params_reduction": 100 * (1 - totals["params_ratio"]),
+            "params_without_norm_reduction": 100 * (1 - after.params_without_norm / unpruned["params_without_norm"]),
+        },
+        "test_images": n,
+        "stages": {
+            "unpruned": unpruned["top1"],
+            "pruned": _mean_spread([r["top1_pruned"] for r in records]),
+            "recalibrated": _mean_spread([r["top1_recalibrated"] for r in records]),
+            "finetuned": top1_finetuned,
+            "finetuned_seed": seeds[0],
+        },
+        "selection_seconds": _mean_spread([r["selection_seconds"] for r in records]),
+        "seeds": records,
+        "finetune": {"history": history.history, "wall_seconds": history.wall_seconds},
+        "seconds": {**stages["seconds"], "per_seed": [r["seconds"] for r in records], "finetune": finetune_seconds,
+                    "total": stages["seconds"].get("unpruned_eval", 0.0) + sum(r["seconds"] for r in records)
+                    + finetune_seconds},
+        "provenance": provenance(scale=protocol.scale, code_commit=CODE_COMMIT, device=str(device), seeds=list(seeds),
+                                 this_run_seconds=time.perf_counter() - started),
+    }
+
+
+def compute_left(grid: Grid, states: dict[str, dict]) -> tuple[float, int]:
+    """Seconds still needed for the cells not done, at the rate measured on done cells of the same model.
+
+    Returns:
+        (seconds, number of undone cells whose model has no measurement yet).
+    """
+    measured: dict[str, list[float]] = {}
+    for cell in grid.cells:
+        if states[cell.id]["state"] == "done":
+            measured.setdefault(cell.model, []).append(states[cell.id]["seconds"])
+    seconds, unknown = 0.0, 0
+    for cell in grid.cells:
+        if states[cell.id]["state"] != "done":
+            if cell.model in measured:
+                seconds += sum(measured[cell.model]) / len(measured[cell.model])
+            else:
+                unknown += 1
+    return seconds, unknown
+
+
+def read_results(table: str, scale: str, results: Path = REPO_ROOT / "results") -> dict[str, dict | None]:
+    """Every cell of ``table`` at ``scale``: its result, or None when it has not run."""
+    grid = Grid(table, scale, results=results)
+    out = {}
+    for cell in grid.cells:
+        path = grid.result_path(cell)
+        out[cell.id] = json.loads(path.read_text()) if path.is_file() else None
+    return out
