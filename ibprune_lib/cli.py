@@ -19,12 +19,17 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true", help="let torchvision download the dataset if missing")
 
 
+def _add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+
+
 def _train(args) -> int:
     from .data import load_cifar
     from .models import get_model, load_weights
     from .provenance import provenance, save_json, save_torch
-    from .train import TrainConfig, evaluate, fit
+    from .train import TrainConfig, evaluate, fit, resolve_device
 
+    device = resolve_device(args.device)
     data = load_cifar(args.dataset, args.data, args.download)
     config = TrainConfig(
         model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
@@ -36,12 +41,13 @@ def _train(args) -> int:
     model = get_model(args.model, data.num_classes)
     if args.init:
         load_weights(model, args.init)
+    model.to(device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = fit(model, data, config, checkpoint=out / "checkpoint.pt", test_subset=args.test_subset)
-    weights = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    weights = {k: v.cpu().half() if v.is_floating_point() else v.cpu() for k, v in model.state_dict().items()}
     weights_file = save_torch(out / f"{args.model}.pt", {"state_dict": weights, "config": asdict(config)})
-    reloaded = load_weights(get_model(args.model, data.num_classes), weights_file)
+    reloaded = load_weights(get_model(args.model, data.num_classes), weights_file).to(device)
     n = args.test_subset or len(data.x_test)
     fp16_top1 = evaluate(reloaded, data.x_test[:n], data.y_test[:n], args.model)
     log = {
@@ -58,10 +64,12 @@ def _train(args) -> int:
 def _eval(args) -> int:
     from .data import load_cifar
     from .models import load_model
-    from .train import evaluate
+    from .train import evaluate, resolve_device
 
+    device = resolve_device(args.device)
     data = load_cifar(args.dataset, args.data, args.download)
     model, name = load_model(args.weights, args.model, data.num_classes)
+    model.to(device)
     n = args.test_subset or len(data.x_test)
     top1 = evaluate(model.to(memory_format=torch.channels_last), data.x_test[:n], data.y_test[:n], name)
     print(f"{name}: {data.name} test top-1 {top1:.2f}% on {n} images")
@@ -94,14 +102,18 @@ def _prune(args) -> int:
     from .provenance import save_json
     from .pruning import finetune, prune
     from .pruning.pipeline import check_options
-    from .train import evaluate
+    from .train import evaluate, recalibrate_batchnorm, resolve_device
 
     if (args.target_params is None) == (args.target_flops is None):
         raise ValueError("prune needs exactly one of --target-params and --target-flops")
     check_options(args.method, args.kernel, args.direction, args.widths, args.target_params, args.target_flops)
     if args.finetune_epochs < 0:
         raise ValueError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
+    if args.recalibrate_bn is not None and args.recalibrate_bn < 1:
+        raise ValueError(f"--recalibrate-bn must be >= 1 batch, got {args.recalibrate_bn}; leave the flag out to skip it")
+    device = resolve_device(args.device)
     model, name = load_model(args.weights, args.model, NUM_CLASSES[args.dataset])
+    model.to(device)
     data = load_cifar(args.dataset, args.data, args.download)
     images, _ = calibration_batch(data.x_train, data.y_train, args.batch_size, args.seed)
     result = prune(
@@ -112,6 +124,19 @@ def _prune(args) -> int:
     report = result.report
     report["settings"]["weights"] = str(args.weights)
     report["provenance"]["command"] = " ".join(sys.argv)
+    n = args.test_subset or len(data.x_test)
+    test = lambda m: evaluate(m, data.x_test[:n], data.y_test[:n], name)  # noqa: E731
+    stages = report["stages"] = {}
+    if args.test_subset != 0:
+        stages["unpruned"], stages["pruned"] = test(model), test(result.model)
+        report["test_images"] = n
+    if args.recalibrate_bn:
+        if recalibrate_batchnorm(result.model, data.x_train, name, args.recalibrate_bn, 128, args.seed, progress=True):
+            report["settings"]["recalibrate_bn_batches"] = args.recalibrate_bn
+            if args.test_subset != 0:
+                stages["recalibrated"] = test(result.model)
+        else:
+            print(f"{name} has no BatchNorm layers: recalibration skipped")
     out = Path(args.out)
     checkpoint = Path(f"{out}.finetune-checkpoint.pt")
     if args.finetune_epochs:
@@ -121,10 +146,10 @@ def _prune(args) -> int:
                            checkpoint=checkpoint, test_subset=args.test_subset or None, precision=args.precision)
         report["finetune"] = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "precision": args.precision,
                               "history": history.history}
-    if args.test_subset != 0:
-        n = args.test_subset or len(data.x_test)
-        report["test_top1"] = evaluate(result.model, data.x_test[:n], data.y_test[:n], name)
-        report["test_images"] = n
+        if args.test_subset != 0:
+            stages["finetuned"] = test(result.model)
+    if stages:
+        report["test_top1"] = list(stages.values())[-1]
 
     print(f"{'layer':<24} {'kept':>11} {'lambda':>10} {'solves':>6} {'seconds':>8}")
     for layer in report["layers"]:
@@ -135,10 +160,12 @@ def _prune(args) -> int:
     print(f"{name} {args.method}: {totals['macs_before'] / 1e6:.2f}M -> {totals['macs_after'] / 1e6:.2f}M MACs "
           f"({100 * totals['macs_ratio']:.1f}% kept), {totals['params_before'] / 1e6:.3f}M -> "
           f"{totals['params_after'] / 1e6:.3f}M params ({100 * totals['params_ratio']:.1f}% kept)")
-    if "test_top1" in report:
-        print(f"test top-1 {report['test_top1']:.2f}% on {report['test_images']} images"
-              + (f" after {args.finetune_epochs} fine-tuning epochs" if args.finetune_epochs else " (no fine-tuning)"))
-    save_model(result.model, out, name, report=report)
+    labels = {"unpruned": "unpruned", "pruned": "right after pruning",
+              "recalibrated": f"after BatchNorm recalibration ({args.recalibrate_bn} batches)",
+              "finetuned": f"after {args.finetune_epochs} fine-tuning epochs"}
+    for stage, top1 in stages.items():
+        print(f"test top-1 {labels[stage]:<44} {top1:6.2f}% on {n} images")
+    save_model(result.model.cpu(), out, name, report=report)
     save_json(f"{out}.json", report)
     if args.finetune_epochs:
         checkpoint.unlink(missing_ok=True)
@@ -198,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-subset", type=int, default=None, help="train on N seeded images (smoke runs)")
     train.add_argument("--test-subset", type=int, default=None, help="evaluate on the first N test images")
     train.add_argument("--init", default=None, help="start from these weights")
+    _add_device_argument(train)
     train.add_argument("--out", required=True, help="run folder: checkpoint.pt (resumed if present), weights, log.json")
     _add_data_arguments(train)
     train.set_defaults(run=_train)
@@ -206,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", choices=MODEL_NAMES, default=None, help="needed for weights-only files")
     evaluate.add_argument("--weights", required=True, help="a weights file or a saved (pruned) model")
     evaluate.add_argument("--test-subset", type=int, default=None)
+    _add_device_argument(evaluate)
     _add_data_arguments(evaluate)
     evaluate.set_defaults(run=_eval)
 
@@ -238,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "<out>.finetune-checkpoint.pt, so rerunning the same command resumes a killed run")
     prune.add_argument("--finetune-lr", type=float, default=0.01, help="initial fine-tuning learning rate (cosine to 0)")
     prune.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fine-tuning precision (see train)")
+    prune.add_argument("--recalibrate-bn", type=int, nargs="?", const=40, default=None, metavar="N",
+                       help="recompute the BatchNorm statistics on N training batches of 128 after pruning "
+                            "(the flag alone: 40, enough for the CIFAR networks); off when left out")
+    _add_device_argument(prune)
     prune.add_argument("--test-subset", type=int, default=None,
                        help="evaluate on the first N test images (default all; 0 skips the evaluation)")
     prune.add_argument("--out", required=True, help="pruned model file; the report goes to <out>.json")
@@ -252,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="only this cell id (repeatable); one cell per scheduler task")
     experiments.add_argument("--scale", choices=("smoke", "cpu", "paper"), default=os.environ.get("IBPRUNE_SCALE", "cpu"),
                              help="protocol and results folder (default: $IBPRUNE_SCALE or cpu)")
-    experiments.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    _add_device_argument(experiments)
     experiments.add_argument("--results", default=str(REPO_ROOT / "results"),
                              help="results root: <results>/<scale>/<table>/<id>.json (default: results/)")
     experiments.add_argument("--work", default=str(REPO_ROOT / "runs"),

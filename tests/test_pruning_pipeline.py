@@ -154,3 +154,24 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(args, message, shared_weig
     stderr = capsys.readouterr().err
     assert stderr.startswith(message) and stderr.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_prune_reports_top1_before_and_after_batchnorm_recalibration(shared_weights, tmp_path):
+    out = tmp_path / "pruned.pt"
+    result = run("prune", "--model", "resnet20", "--weights", str(shared_weights / "resnet20-12fca82f.th"),
+                 "--method", "l1", "--target-flops", "0.5", "--skip-first", "2", "--batch-size", "16",
+                 "--recalibrate-bn", "3", "--test-subset", "300", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "right after pruning" in result.stdout and "after BatchNorm recalibration (3 batches)" in result.stdout
+    report = json.loads((tmp_path / "pruned.pt.json").read_text())
+    stages = report["stages"]
+    assert list(stages) == ["unpruned", "pruned", "recalibrated"] and report["test_top1"] == stages["recalibrated"]
+    assert stages["recalibrated"] != stages["pruned"]  # the statistics changed, so the predictions did
+    assert report["settings"]["recalibrate_bn_batches"] == 3
+
+
+def test_cli_prune_refuses_a_recalibration_of_no_batches(shared_weights, tmp_path):
+    result = run("prune", "--model", "resnet20", "--weights", str(shared_weights / "resnet20-12fca82f.th"),
+                 "--target-flops", "0.5", "--recalibrate-bn", "0", "--out", str(tmp_path / "p.pt"))
+    assert result.returncode == 2 and result.stderr.startswith("error: --recalibrate-bn must be >= 1 batch")
+    assert list(tmp_path.iterdir()) == []

@@ -95,3 +95,25 @@ def test_resume_refuses_another_recipe(tmp_path):
     other = _train(tmp_path / "run", "--seed", "1")
     assert other.wait() == 2
     assert b"another recipe" in other.stdout.read()
+
+
+def test_batchnorm_recalibration_is_the_plain_average_of_its_batches():
+    from torch import nn
+
+    from ibprune_lib.data import normalise
+    from ibprune_lib.train import recalibrate_batchnorm
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.zeros(2, 3, 8, 8))
+    model.eval()
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    assert recalibrate_batchnorm(model, images, "resnet20", batches=4, batch_size=16, seed=3) == 1
+    order = torch.randperm(64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        features = model[0](normalise(images[order], "resnet20"))
+    batch_means = features.view(4, 16, 4, -1).mean(dim=(1, 3))  # (batches, channels)
+    torch.testing.assert_close(model[1].running_mean, batch_means.mean(0))
+    assert model[1].momentum == 0.1 and not model.training  # restored
+    assert recalibrate_batchnorm(nn.Sequential(nn.Conv2d(3, 4, 3)), images, "resnet20", batches=1) == 0
+    with pytest.raises(ValueError, match="--recalibrate-bn must be >= 1"):
+        recalibrate_batchnorm(model, images, "resnet20", batches=0)

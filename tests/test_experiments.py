@@ -1,0 +1,133 @@
+"""The experiment grid: cell ids, locking, failure, bad input, and a runner killed mid fine-tuning."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ibprune_lib.experiments import Cell, Grid, _try_lock, load_table
+
+TABLE = '''
+from ibprune_lib.experiments import Cell
+
+def cells(scale):
+    return [Cell("resnet56", weights="weights:resnet56-4bfd9763.th", method="l1", target_flops=0.6)]
+'''
+
+
+def write_table(folder: Path, text: str = TABLE, name: str = "tiny") -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(text)
+    return path
+
+
+def run_cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "ibprune_lib", *args], capture_output=True, text=True, **kwargs)
+
+
+def grid_args(table: Path, root: Path) -> list[str]:
+    return [str(table), "--scale", "smoke", "--results", str(root / "results"), "--work", str(root / "runs"),
+            "--no-progress"]
+
+
+def comparable(result: dict) -> dict:
+    """What must not change between an interrupted and an uninterrupted run (times and provenance may)."""
+    history = [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in result["finetune"]["history"]]
+    seeds = [{k: v for k, v in seed.items() if k not in ("seconds", "selection_seconds")} for seed in result["seeds"]]
+    return {"stages": result["stages"], "counts": result["counts"], "history": history, "seeds": seeds}
+
+
+def test_cell_id_is_stable_and_follows_the_content():
+    cell = Cell("resnet56", weights="weights:w.th", method="l1", target_flops=0.5)
+    assert cell.id == Cell("resnet56", weights="weights:w.th", method="l1", target_flops=0.5).id
+    assert cell.id.startswith("resnet56-l1-")
+    assert cell.id != Cell("resnet56", weights="weights:w.th", method="l1", target_flops=0.5, seeds=(0,)).id
+
+
+def test_table1_declares_every_method_on_every_network():
+    cells = load_table("table1", "cpu")
+    for network in ("vgg16", "resnet56", "resnet110"):
+        methods = {c.method for c in cells if c.model == network and c.widths == "uniform"}
+        assert methods == {"sglp", "stlp", "apib", "lasso", "l1", "fpgm", "hrank", "random"}
+    assert {(c.method, c.widths) for c in cells if c.widths == "itpruner"} == {("l1", "itpruner"), ("stlp", "itpruner")}
+
+
+def test_a_killed_runner_resumes_its_fine_tuning_and_ends_as_an_uninterrupted_one(tmp_path, shared_weights):
+    table = write_table(tmp_path)
+    reference = run_cli("experiments", "run", *grid_args(table, tmp_path / "reference"))
+    assert reference.returncode == 0, reference.stderr
+
+    root = tmp_path / "killed"
+    cell = load_table(str(table), "smoke")[0]
+    checkpoint = root / "runs" / "smoke" / "tiny" / cell.id / "finetune.pt"
+    runner = subprocess.Popen([sys.executable, "-m", "ibprune_lib", "experiments", "run", *grid_args(table, root)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not checkpoint.is_file() and runner.poll() is None:
+        time.sleep(0.01)
+    runner.send_signal(signal.SIGKILL)
+    assert runner.wait() == -signal.SIGKILL, "the runner finished before it could be killed mid fine-tuning"
+    assert torch.load(checkpoint, weights_only=False)["epoch"] == 1
+    assert not (root / "results" / "smoke" / "tiny" / f"{cell.id}.json").exists()
+
+    status = run_cli("experiments", "status", *grid_args(table, root)[:-1])
+    assert "to do" in status.stdout and "fine-tuning epoch 1 done" in status.stdout
+    resumed = run_cli("experiments", "run", *grid_args(table, root))
+    assert resumed.returncode == 0, resumed.stderr
+    read = lambda r: json.loads((r / "results" / "smoke" / "tiny" / f"{cell.id}.json").read_text())  # noqa: E731
+    assert comparable(read(root)) == comparable(read(tmp_path / "reference"))
+    again = run_cli("experiments", "run", *grid_args(table, root))
+    assert again.returncode == 0 and "0 done, 1 skipped" in again.stdout
+
+
+def test_a_cell_held_by_another_runner_is_skipped_and_shown_running(tmp_path):
+    grid = Grid(str(write_table(tmp_path)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
+    cell = grid.cells[0]
+    held = _try_lock(grid._lock_path(cell))
+    try:
+        assert grid.state(cell)["state"] == "running"
+        assert grid.run([cell], torch.device("cpu"), progress=False) == [(cell, "skipped (running)")]
+    finally:
+        os.close(held)
+    assert grid.state(cell)["state"] == "to do"
+
+
+def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path, shared_weights):
+    table = write_table(tmp_path, TABLE.replace('"resnet56", weights', '"resnet20", weights'))  # wrong weights
+    grid = Grid(str(table), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
+    (outcome,) = grid.run(grid.cells, torch.device("cpu"), progress=False)
+    assert outcome[1].startswith("failed: ValueError") and "does not fit" in outcome[1]
+    state = grid.state(grid.cells[0])
+    assert state["state"] == "failed" and "does not fit" in state["detail"]
+    result = run_cli("experiments", "run", *grid_args(table, tmp_path))
+    assert result.returncode == 1 and "0 done, 0 skipped, 1 failed" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "no_such_table"], "unknown table 'no_such_table': choose one of"),
+    (["run", "table1", "--cell", "nope"], "unknown --cell 'nope'"),
+    (["run", "table1", "--device", "cuda:7"], "--device cuda:7: this machine has"),
+    (["run", "table1", "--device", "tpu"], "--device 'tpu'"),
+])
+def test_bad_input_is_one_line_before_any_work(tmp_path, args, message):
+    result = run_cli("experiments", *args, "--scale", "smoke", "--results", str(tmp_path / "r"),
+                     "--work", str(tmp_path / "w"))
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_weights_and_unwritable_results_are_refused(tmp_path):
+    table = write_table(tmp_path, TABLE.replace("resnet56-4bfd9763.th", "missing.th"))
+    result = run_cli("experiments", "run", *grid_args(table, tmp_path))
+    assert result.returncode == 2 and "no weights at" in result.stderr and "IBPRUNE_WEIGHTS" in result.stderr
+    (tmp_path / "file").write_text("")
+    result = run_cli("experiments", "run", str(write_table(tmp_path)), "--scale", "smoke",
+                     "--results", str(tmp_path / "file"), "--work", str(tmp_path / "w"))
+    assert result.returncode == 2 and "--results folder" in result.stderr and "not writable" in result.stderr
