@@ -10,6 +10,8 @@ Budgets (one shared keep ratio over the prunable layers after the first four, wh
 
 Cells run in this order: the fast criteria first, the slow selection (sGLP-IB on VGG-16) last, ResNet-56 (the
 cheapest network) before the others. ``smoke`` keeps a handful of cells to exercise the plumbing in CI.
+GoogLeNet has no cells: it has no baseline here (an epoch takes about 33 minutes on the CPU), and one smoke cell
+of an untrained GoogLeNet takes minutes, so notebook 09 prunes it end to end at smoke scale instead.
 
     python -m ibprune_lib experiments run table1 --scale cpu
 """

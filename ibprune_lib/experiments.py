@@ -266,7 +266,14 @@ class Grid:
             except OSError as error:
                 raise ValueError(f"{flag} folder {folder} is not writable ({error.strerror}); pass a writable {flag}") from None
 
-    def run(self, cells: list[Cell], device: torch.device, progress: bool = True) -> list[tuple[Cell, str]]:
+    def read(self, cell: Cell) -> dict | None:
+        """The cell's result, or None when it has not run."""
+        path = self.result_path(cell)
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def run(
+        self, cells: list[Cell], device: torch.device = torch.device("cpu"), progress: bool = True
+    ) -> list[tuple[Cell, str]]:
         """Run every cell of ``cells`` that is neither done nor held by another runner.
 
         Returns:
@@ -483,13 +490,3 @@ def compute_left(grid: Grid, states: dict[str, dict]) -> tuple[float, int]:
             else:
                 unknown += 1
     return seconds, unknown
-
-
-def read_results(table: str, scale: str, results: Path = REPO_ROOT / "results") -> dict[str, dict | None]:
-    """Every cell of ``table`` at ``scale``: its result, or None when it has not run."""
-    grid = Grid(table, scale, results=results)
-    out = {}
-    for cell in grid.cells:
-        path = grid.result_path(cell)
-        out[cell.id] = json.loads(path.read_text()) if path.is_file() else None
-    return out

@@ -1,0 +1,151 @@
+"""Grid results as the book's tables: one row per cell, and a network's rows laid out like the paper's.
+
+Every number comes from a cell's JSON; a cell that has not run is a row that says "not run yet".
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .experiments import Cell
+from .paper import METHOD_LABELS, TABLE1
+
+# The paper counts VGG-16's parameters without the batch-norm affine terms (14.98M) and the ResNets' with them.
+PARAMS_WITHOUT_NORM = {"vgg16"}
+NOT_RUN = "not run yet"
+
+
+def method_label(cell: Cell) -> str:
+    """``sTLP-IB``, ``L1-norm (ITPruner widths)``…"""
+    label = METHOD_LABELS.get(cell.method, cell.method)
+    return label if cell.widths == "uniform" else f"{label} ({'ITPruner' if cell.widths == 'itpruner' else cell.widths} widths)"
+
+
+def cell_rows(cells: list[Cell], results: dict[str, dict | None]) -> pd.DataFrame:
+    """One row per cell: its settings, every stage's top-1 (mean and spread over seeds), counts and times.
+
+    Args:
+        cells: the table's cells.
+        results: cell id → its result JSON, or None when not run.
+
+    Returns:
+        Columns ``id, model, method, label, done, unpruned, pruned, pruned_std, recalibrated, recalibrated_std,
+        finetuned, delta, flops_reduction, params_reduction, seeds, selection_seconds, hours, commit``; NaN
+        where a cell has not run.
+    """
+    rows = []
+    for cell in cells:
+        row = {"id": cell.id, "model": cell.model, "method": cell.method, "widths": cell.widths,
+               "label": method_label(cell), "done": results.get(cell.id) is not None}
+        result = results.get(cell.id)
+        if result is not None:
+            stages, counts = result["stages"], result["counts"]
+            params_key = "params_without_norm_reduction" if cell.model in PARAMS_WITHOUT_NORM else "params_reduction"
+            row |= {
+                "unpruned": stages["unpruned"],
+                "pruned": stages["pruned"]["mean"], "pruned_std": stages["pruned"]["std"],
+                "recalibrated": stages["recalibrated"]["mean"], "recalibrated_std": stages["recalibrated"]["std"],
+                "finetuned": stages["finetuned"], "delta": stages["finetuned"] - stages["unpruned"],
+                "flops_reduction": counts["flops_reduction"], "params_reduction": counts[params_key],
+                "seeds": len(result["seeds"]), "selection_seconds": result["selection_seconds"]["mean"],
+                "hours": result["seconds"]["total"] / 3600, "commit": result["provenance"].get(
+                    "code_commit", result["provenance"]["commit"])[:10],
+                "hardware": result["provenance"]["hardware"]["cpu"], "time_utc": result["provenance"]["time_utc"],
+            }
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _mean_spread(mean: float, std: float, seeds: int) -> str:
+    return f"{mean:.2f}" if seeds < 2 else f"{mean:.2f} ± {std:.2f}"
+
+
+def network_table(rows: pd.DataFrame, model: str) -> pd.DataFrame:
+    """A network's rows laid out like the paper's Table 1: ours (every stage) and the paper's, told apart.
+
+    Args:
+        rows: :func:`cell_rows`' output.
+        model: the network.
+
+    Returns:
+        Display strings: ``source, method, top-1 (%), Δ (points), FLOPs ↓ (%), params ↓ (%), right after
+        pruning, after BN recalibration, selection (s)``; the paper's rows show "—" where it reports nothing.
+    """
+    columns = ["source", "method", "top-1 (%)", "Δ (points)", "FLOPs ↓ (%)", "params ↓ (%)",
+               "right after pruning (%)", "after BN recalibration (%)", "selection (s)"]
+    out = []
+    ours = rows[rows["model"] == model]
+    for _, row in ours.sort_values("finetuned", ascending=False, na_position="last").iterrows():
+        if not row["done"]:
+            out.append(["here", row["label"], NOT_RUN, *[""] * 6])
+            continue
+        out.append([
+            "here", row["label"], f"{row['finetuned']:.2f}", f"{row['delta']:+.2f}", f"{row['flops_reduction']:.1f}",
+            f"{row['params_reduction']:.1f}", _mean_spread(row["pruned"], row["pruned_std"], row["seeds"]),
+            _mean_spread(row["recalibrated"], row["recalibrated_std"], row["seeds"]),
+            f"{row['selection_seconds']:.1f}",
+        ])
+    for name, method, top1, flops, params in TABLE1:
+        if name != model or method == "unpruned":
+            continue
+        unpruned = next(t for n, m, t, *_ in TABLE1 if n == model and m == "unpruned")
+        out.append(["paper", METHOD_LABELS[method], f"{top1:.2f}", f"{top1 - unpruned:+.2f}",
+                    "—" if flops is None else f"{flops}", "—" if params is None else f"{params}", "—", "—", "—"])
+    return pd.DataFrame(out, columns=columns)
+
+
+def style_table(frame: pd.DataFrame, caption: str | None = None):
+    """A compact, right-aligned Styler without the index, sized to the book's content column."""
+    text_columns = [c for c in frame.columns if frame[c].dtype == object and c in ("source", "method", "model")]
+    styler = frame.style.hide(axis="index").set_properties(**{"text-align": "right", "white-space": "nowrap"})
+    if text_columns:
+        styler = styler.set_properties(subset=text_columns, **{"text-align": "left"})
+    styler = styler.set_table_styles([
+        {"selector": "", "props": "font-size: 0.8em; display: block; overflow-x: auto; max-width: 100%;"},
+        {"selector": "th", "props": "text-align: right; padding: 2px 6px;"},
+        {"selector": "td", "props": "padding: 2px 6px;"},
+    ])
+    return styler.set_caption(caption) if caption else styler
+
+
+def _top1(rows: pd.DataFrame, model: str, method: str, stage: str) -> float | None:
+    match = rows[(rows["model"] == model) & (rows["method"] == method) & (rows["widths"] == "uniform") & rows["done"]]
+    return None if match.empty else float(match[stage].iloc[0])
+
+
+def claims(rows: pd.DataFrame, models: list[str], stage: str = "finetuned") -> pd.DataFrame:
+    """The paper's Table 1 claims checked on our cells at one stage.
+
+    Claims: sTLP-IB ≥ sGLP-IB; each IB method above the unpruned baseline (Δ ≥ 0); sTLP-IB above every baseline
+    criterion run here (APIB, plain lasso, L1-norm, FPGM, HRank, random).
+
+    Returns:
+        ``network, claim, verdict`` with verdict ``holds (…)``, ``does not hold (…)`` or ``not run yet``.
+    """
+    out = []
+    baselines = ("apib", "lasso", "l1", "fpgm", "hrank", "random")
+    for model in models:
+        stlp, sglp = _top1(rows, model, "stlp", stage), _top1(rows, model, "sglp", stage)
+        if stlp is None or sglp is None:
+            verdict = NOT_RUN
+        else:
+            verdict = f"{'holds' if stlp >= sglp else 'does not hold'} ({stlp:.2f} vs {sglp:.2f})"
+        out.append((model, "sTLP-IB ≥ sGLP-IB", verdict))
+        if stage == "finetuned":
+            for method in ("sglp", "stlp"):
+                top1 = _top1(rows, model, method, stage)
+                unpruned = _top1(rows, model, method, "unpruned")
+                verdict = NOT_RUN if top1 is None else (
+                    f"{'holds' if top1 >= unpruned else 'does not hold'} (Δ {top1 - unpruned:+.2f})")
+                out.append((model, f"{METHOD_LABELS[method]} keeps the unpruned top-1 (Δ ≥ 0)", verdict))
+        others = {m: _top1(rows, model, m, stage) for m in baselines}
+        ran = {m: v for m, v in others.items() if v is not None}
+        if stlp is None or not ran:
+            verdict = NOT_RUN
+        else:
+            best = max(ran, key=ran.get)
+            beaten = all(stlp >= v for v in ran.values())
+            verdict = (f"{'holds' if beaten else 'does not hold'} (sTLP-IB {stlp:.2f}, best other "
+                       f"{METHOD_LABELS[best]} {ran[best]:.2f}; {len(ran)} of {len(baselines)} run)")
+        out.append((model, "sTLP-IB above every other criterion", verdict))
+    return pd.DataFrame(out, columns=["network", "claim", "verdict"])

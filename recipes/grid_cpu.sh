@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Start (or restart) the cpu-scale grid in the background, one table after another; each resumes cell by
+# cell, so rerunning this at the start of every session is safe. Log: runs/grid.log. Stop: kill the pid it prints.
+#   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... recipes/grid_cpu.sh [TABLE ...]   (default: table1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tables=("${@:-table1}")
+mkdir -p runs
+python=${PYTHON:-.venv/bin/python}
+nohup bash -c 'for table in "$@"; do "'"$python"'" -m ibprune_lib experiments run "$table" --scale cpu --no-progress; done' \
+  grid "${tables[@]}" >> runs/grid.log 2>&1 &
+echo "grid running as pid $! (tables: ${tables[*]}); log in runs/grid.log"
