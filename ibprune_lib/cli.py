@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -17,6 +18,13 @@ def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"), help="default: cifar10")
     parser.add_argument("--data", default=None, help="dataset folder (default: $IBPRUNE_DATA or data/)")
     parser.add_argument("--download", action="store_true", help="let torchvision download the dataset if missing")
+
+
+# Library errors name Python parameters; the command line names its flags instead.
+PYTHON_NAMES_AS_FLAGS = {
+    "target_flops": "--target-flops", "target_params": "--target-params", "skip_first": "--skip-first",
+    "min_width": "--min-width", "batch_size": "--batch-size",
+}
 
 
 def _add_device_argument(parser: argparse.ArgumentParser) -> None:
@@ -101,20 +109,33 @@ def _prune(args) -> int:
     from .models import load_model, save_model
     from .provenance import save_json
     from .pruning import finetune, prune
+    from .provenance import check_output_file
     from .pruning.pipeline import check_options
+    from .selection import METHODS as IB_METHODS
     from .train import evaluate, recalibrate_batchnorm, resolve_device
 
     if (args.target_params is None) == (args.target_flops is None):
         raise ValueError("prune needs exactly one of --target-params and --target-flops")
+    if args.kernel is not None and args.method not in IB_METHODS:
+        raise ValueError(f"--kernel applies to the information-bottleneck methods ({', '.join(IB_METHODS)}); "
+                         f"drop it for --method {args.method}")
+    args.kernel = args.kernel or "laplacian"
     check_options(args.method, args.kernel, args.direction, args.widths, args.target_params, args.target_flops)
-    if args.finetune_epochs < 0:
-        raise ValueError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
+    for flag, value, low in (("--finetune-epochs", args.finetune_epochs, 0), ("--test-subset", args.test_subset, 0),
+                             ("--batch-size", args.batch_size, 2), ("--skip-first", args.skip_first, 0)):
+        if value is not None and value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
     if args.recalibrate_bn is not None and args.recalibrate_bn < 1:
         raise ValueError(f"--recalibrate-bn must be >= 1 batch, got {args.recalibrate_bn}; leave the flag out to skip it")
+    out = Path(args.out)
+    check_output_file(out, "--out")
+    check_output_file(Path(f"{out}.json"), "--out")
     device = resolve_device(args.device)
     model, name = load_model(args.weights, args.model, NUM_CLASSES[args.dataset])
     model.to(device)
     data = load_cifar(args.dataset, args.data, args.download)
+    if args.batch_size > len(data.x_train):
+        raise ValueError(f"--batch-size must be at most the {len(data.x_train)} training images, got {args.batch_size}")
     images, _ = calibration_batch(data.x_train, data.y_train, args.batch_size, args.seed)
     result = prune(
         model, name, images, method=args.method, target_params=args.target_params, target_flops=args.target_flops,
@@ -137,7 +158,6 @@ def _prune(args) -> int:
                 stages["recalibrated"] = test(result.model)
         else:
             print(f"{name} has no BatchNorm layers: recalibration skipped")
-    out = Path(args.out)
     checkpoint = Path(f"{out}.finetune-checkpoint.pt")
     if args.finetune_epochs:
         if checkpoint.is_file():
@@ -203,7 +223,10 @@ def _experiments(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .kernels import KERNELS
+    from .lasso.adaptive import DIRECTIONS
     from .models import MODEL_NAMES
+    from .pruning import METHODS, WIDTHS
     from .train import PRECISIONS, SCHEDULES
 
     parser = argparse.ArgumentParser(prog="ibprune", description=__doc__)
@@ -249,16 +272,19 @@ def build_parser() -> argparse.ArgumentParser:
     prune = commands.add_parser("prune", help="prune filters to a params/FLOPs budget; writes the model and a report")
     prune.add_argument("--model", choices=MODEL_NAMES, default=None, help="needed for weights-only files")
     prune.add_argument("--weights", required=True, help="the trained model's weights (or a saved model)")
-    prune.add_argument("--method", default="stlp",
-                       help="stlp (default), sglp, apib, lasso, l1, random, hrank or fpgm")
+    prune.add_argument("--method", default="stlp", choices=METHODS, help="the criterion (default: stlp)")
     prune.add_argument("--target-params", type=float, default=None, help="keep ratio of the parameters, in (0, 1]")
     prune.add_argument("--target-flops", type=float, default=None, help="keep ratio of the MACs, in (0, 1]")
-    prune.add_argument("--kernel", default="laplacian", help="laplacian (default), gaussian, linear or sigmoid")
-    prune.add_argument("--direction", default="rows", help="rows (default) or columns (METHOD.md section 1)")
+    prune.add_argument("--kernel", default=None, choices=KERNELS,
+                       help="Gram kernel of the information-bottleneck methods (default: laplacian)")
+    prune.add_argument("--direction", default="rows", choices=DIRECTIONS,
+                       help="which side of the regression holds the candidates (default: rows; see the book's "
+                            "formulation page)")
     prune.add_argument("--batch-size", type=int, default=128, help="calibration images from the training set")
     prune.add_argument("--seed", type=int, default=0, help="calibration draw, random baseline, fine-tuning")
     prune.add_argument("--skip-first", type=int, default=4, help="leading prunable layers kept whole (default 4)")
-    prune.add_argument("--widths", default="uniform", help="uniform (one shared ratio, default) or itpruner")
+    prune.add_argument("--widths", default="uniform", choices=WIDTHS,
+                       help="uniform (one shared ratio, default) or itpruner (ITPruner's per-layer widths)")
     prune.add_argument("--beta", type=float, default=500.0, help="ITPruner's beta (default 500, its ResNet-56 value)")
     prune.add_argument("--min-width", type=float, default=None,
                        help="ITPruner's lower bound on a layer's keep ratio (default: one channel)")
@@ -307,7 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        message = str(error).splitlines()[0]
+        for name, flag in PYTHON_NAMES_AS_FLAGS.items():
+            message = re.sub(rf"(?<![-\w]){name}\b", flag, message)
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 

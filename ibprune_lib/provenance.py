@@ -64,6 +64,25 @@ def provenance(**extra: Any) -> dict[str, Any]:
     }
 
 
+def check_output_file(path: Path, flag: str) -> None:
+    """Refuse, before any work, an output path that cannot become a regular file written atomically.
+
+    Raises:
+        ValueError: the path is a directory or another non-regular file (a device, a pipe), its folder does
+            not exist, or the folder is not writable; the message names ``flag``.
+    """
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise ValueError(f"{flag} {path} is {kind}; pass a file path (it is written atomically)")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"{flag} {path}: the folder {folder} does not exist; create it or pass another path")
+    try:
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as error:
+        raise ValueError(f"{flag} {path}: cannot write in {folder} ({error.strerror}); pass a writable path") from None
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Write a file through a temporary sibling and ``os.replace``, so a crash never leaves half a file.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -61,7 +62,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             f"no weights at {path}. Fix: pass a file that exists; the shared CIFAR ResNet weights live in "
             "$IBPRUNE_WEIGHTS (see README), or train your own with `python -m ibprune_lib train`."
         )
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, AttributeError, ModuleNotFoundError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(
+            f"{path} is not a checkpoint torch can read ({reason}). Fix: pass the weights file itself "
+            "(a .pt/.th written by torch.save), not an empty, truncated or other file"
+        ) from None
     if not isinstance(payload, dict):
         raise ValueError(f"{path} holds a {type(payload).__name__}, not a checkpoint dict")
     for key in ("state_dict", "model"):
@@ -132,7 +140,13 @@ def load_model(path: str | os.PathLike, name: str | None = None, num_classes: in
     """
     payload = read_checkpoint(path)
     if isinstance(payload.get("module"), nn.Module):
-        return payload["module"].float().eval(), payload.get("model_name", name)
+        saved_name = payload.get("model_name", name)
+        if name is not None and saved_name is not None and name != saved_name:
+            raise ValueError(
+                f"{path} holds a saved {saved_name}, not a {name} (--model {name}). Fix: drop --model, or pass "
+                f"--model {saved_name}"
+            )
+        return payload["module"].float().eval(), saved_name
     if name is None:
         raise ValueError(f"{path} holds weights only: pass the model name (CLI: --model)")
     model = get_model(name, num_classes)

@@ -255,5 +255,6 @@ def check_met(model: CountModel, keep: Sequence[int], metric: str, accepted: tup
         smallest = model.ratio(np.ones_like(model.channels), metric)
         raise ValueError(
             f"cannot keep {accepted[0]:.4f}–{accepted[1]:.4f} of the {metric}: got {achieved:.4f}; pruning these "
-            f"layers reaches keep ratios in [{smallest:.4f}, 1]"
+            f"layers reaches keep ratios in [{smallest:.4f}, 1]. Fix: aim inside that range, or keep fewer leading "
+            "layers whole (skip_first) to widen it"
         )
