@@ -35,6 +35,7 @@ notebooks: $(STAMP)
 book: $(STAMP)
 	$(PY) -m ibprune_lib.book config --scale $(IBPRUNE_SCALE) --build-dir _build
 	$(VENV)/bin/jupyter-book build . --config _build/config-$(IBPRUNE_SCALE).yml -W -n --keep-going
+	$(PY) -m ibprune_lib.book check _build/html
 
 test: unit notebooks book
 

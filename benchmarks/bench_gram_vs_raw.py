@@ -1,4 +1,4 @@
-"""Gram vs no-Gram regression time on real VGG-16 layers (the paper's speed ablation, METHOD.md §1).
+"""Gram vs no-Gram regression time on real VGG-16 layers (the paper's speed ablation, book/formulation.md §1).
 
 For each prunable VGG-16 conv (5–13) and bs = 128 CIFAR-10 training images: ``select`` keeping half the
 channels with the Gram problem (laplacian kernel, bs(bs+1)/2 rows per channel) and with the raw maps

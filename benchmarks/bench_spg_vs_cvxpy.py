@@ -3,7 +3,7 @@
 X (n, 256) Gaussian, W with 64 non-zero rows, Y = XW + noise with its 256 columns in 32 correlated
 clusters; columns scaled to unit norm as ``gram_problem`` does; graph |r| > 0.6 over Y's columns;
 λ = 0.1·max|XᵀY|, γ = λ. cvxpy solves the data form with CLARABEL (else ECOS, SCS); ours solve the Gram
-form with the default primal-dual solver and with SPG (METHOD.md §3). Prints and writes
+form with the default primal-dual solver and with SPG (book/formulation.md §3). Prints and writes
 ``results/spg_vs_cvxpy.json``.
 """
 

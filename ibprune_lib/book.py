@@ -113,10 +113,12 @@ class Stopwatch:
 
 
 def pretrained_resnet56() -> nn.Module:
-    """The shared CIFAR-10 ResNet-56 (93.39 % top-1), from ``$IBPRUNE_WEIGHTS``, in eval mode."""
-    from .models import get_model, load_weights, weights_dir
+    """The shared CIFAR-10 ResNet-56 (93.39 % top-1), from ``$IBPRUNE_WEIGHTS`` (fetched once if missing), in
+    eval mode."""
+    from .download import pretrained_weights
+    from .models import get_model, load_weights
 
-    return load_weights(get_model("resnet56"), weights_dir() / RESNET56_FILE).eval()
+    return load_weights(get_model("resnet56"), pretrained_weights(RESNET56_FILE, progress=False)).eval()
 
 
 def calibration(
@@ -156,7 +158,7 @@ def basic_blocks(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def block_features(
     model: nn.Module, images: torch.Tensor, names: Iterable[str] | None = None
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Capture, per residual block, the regression of METHOD.md §1 for its inner conv.
+    """Capture, per residual block, the regression of book/formulation.md §1 for its inner conv.
 
     X is the input of ``conv2`` (bn1 → ReLU of ``conv1``: the candidate channels, conv1's filters) and Y the
     output of ``bn2`` (what conv2 makes of them, per channel). Hooks are removed afterwards.
@@ -259,8 +261,70 @@ def write_book_config(scale: str, build_dir: str | os.PathLike = "_build", sourc
     return out
 
 
+FORBIDDEN_TEXT = {
+    r"Not written yet": "a placeholder page",
+    r"METHOD\.md": "a file this repository does not have (cite the formulation page)",
+    r"\bissues? #?\d+\b": "tracker language",
+    r"Traceback \(most recent call last\)": "a traceback in an output",
+}
+
+
+def page_problems(html: str) -> list[str]:
+    """What a reader would stumble on in one built page, as found by script.
+
+    Checks the text for :data:`FORBIDDEN_TEXT`, cell outputs for stderr, every figure image in a cell output for
+    a caption (a ``<figure>`` with ``<figcaption>``), and every table in a cell output for a ``<caption>`` or a
+    caption paragraph right before it.
+
+    Args:
+        html: the page's HTML.
+
+    Returns:
+        One line per problem (empty when the page is clean).
+    """
+    import re
+
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    main = soup.find("main") or soup
+    text = main.get_text(" ")
+    problems = [f"{why}: {match.group(0)!r}" for pattern, why in FORBIDDEN_TEXT.items()
+                for match in [re.search(pattern, text, flags=re.IGNORECASE)] if match]
+    for output in main.select("div.cell_output"):
+        if output.select(".stderr, .output.stderr"):
+            problems.append("a cell output with stderr")
+        for image in output.find_all("img"):
+            figure = image.find_parent("figure")
+            if figure is None or figure.find("figcaption") is None:
+                problems.append(f"a figure without a caption ({image.get('alt') or image.get('src', '')[:40]})")
+        problems += ["a table without a caption" for table in output.find_all("table") if not _has_caption(table)]
+    return problems
+
+
+def _has_caption(table) -> bool:
+    """A ``<caption>``, or a paragraph just before the table (or before the theme's scrolling wrapper around
+    it) in the same output: a Markdown table's caption."""
+    if table.find("caption") is not None:
+        return True
+    anchor = table.parent if "pst-scrollable-table-container" in (table.parent.get("class") or []) else table
+    previous = anchor.find_previous_sibling()
+    return previous is not None and previous.name == "p"
+
+
+def check_pages(html_dir: str | os.PathLike) -> dict[str, list[str]]:
+    """:func:`page_problems` of every content page under a built book's HTML folder (page → problems)."""
+    from pathlib import Path
+
+    skip = {"genindex.html", "search.html"}
+    pages = sorted(p for p in Path(html_dir).rglob("*.html") if p.name not in skip and "_static" not in p.parts)
+    found = {str(p.relative_to(html_dir)): page_problems(p.read_text(encoding="utf-8")) for p in pages}
+    return {page: problems for page, problems in found.items() if problems}
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m ibprune_lib.book config --scale S``: write the per-scale book config, print its path."""
+    """``config --scale S``: write the per-scale book config and print its path; ``check HTML_DIR``: exit 1 when a
+    built page shows a placeholder, tracker language, a traceback or stderr, or an uncaptioned figure or table."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m ibprune_lib.book", description=main.__doc__)
@@ -269,8 +333,19 @@ def main(argv: list[str] | None = None) -> None:
     config.add_argument("--scale", default=os.environ.get("IBPRUNE_SCALE", "smoke"), choices=SCALES)
     config.add_argument("--build-dir", default="_build")
     config.add_argument("--source", default="_config.yml")
+    check = commands.add_parser("check", help="check the built pages for what a reader would stumble on")
+    check.add_argument("html_dir", help="the built book's HTML folder, e.g. _build/html")
     args = parser.parse_args(argv)
-    print(write_book_config(args.scale, args.build_dir, args.source))
+    if args.command == "config":
+        print(write_book_config(args.scale, args.build_dir, args.source))
+        return
+    problems = check_pages(args.html_dir)
+    for page, lines in problems.items():
+        for line in lines:
+            print(f"{page}: {line}")
+    if problems:
+        raise SystemExit(1)
+    print(f"book check: every page under {args.html_dir} passed")
 
 
 if __name__ == "__main__":

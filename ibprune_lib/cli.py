@@ -314,8 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device_argument(experiments)
     experiments.add_argument("--results", default=str(REPO_ROOT / "results"),
                              help="results root: <results>/<scale>/<table>/<id>.json (default: results/)")
-    experiments.add_argument("--work", default=str(REPO_ROOT / "runs"),
-                             help="working files (checkpoints, locks): <work>/<scale>/<table>/ (default: runs/)")
+    experiments.add_argument("--work", default=os.environ.get("IBPRUNE_WORK", str(REPO_ROOT / "runs")),
+                             help="working files (checkpoints, locks): <work>/<scale>/<table>/ (default: "
+                                  "$IBPRUNE_WORK or runs/; keep it outside the work tree to survive a fresh clone)")
     experiments.add_argument("--no-progress", action="store_true", help="no progress bars (log files)")
     experiments.set_defaults(run=_experiments)
     return parser

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from .counting import count
 from .data import NUM_CLASSES, CifarData, calibration_batch, load_cifar
+from .download import PRETRAINED, pretrained_weights
 from .models import input_size, load_model, save_model, weights_dir
 from .provenance import REPO_ROOT, git_commit, provenance, save_json
 from .pruning import prune
@@ -283,6 +284,9 @@ class Grid:
         """
         self.check_writable()
         for cell in cells:
+            name = cell.weights.removeprefix("weights:")
+            if not self.result_path(cell).is_file() and not cell.weights_path().is_file() and name in PRETRAINED:
+                pretrained_weights(name, progress)  # the public ResNets are fetched once, verified
             if not self.result_path(cell).is_file() and not cell.weights_path().is_file():
                 raise FileNotFoundError(
                     f"cell {cell.id}: no weights at {cell.weights_path()}. Fix: set IBPRUNE_WEIGHTS to the folder "

@@ -1,4 +1,4 @@
-"""Per-channel Gram matrices and the Gram-space regression problem of one layer (METHOD.md §1).
+"""Per-channel Gram matrices and the Gram-space regression problem of one layer (book/formulation.md §1).
 
 Every channel i of a feature tensor gives a (bs, d) matrix X_i (its maps over a batch, d = h·w); its sample
 Gram matrix K(X_i) is (bs, bs) and the centred one is K̄ = H K H, H = I − 11ᵀ/bs. A layer's regression is
@@ -210,7 +210,7 @@ def gram_problem(
     normalise: bool = True,
     dtype: torch.dtype = torch.float32,
 ) -> GramProblem:
-    """The Gram-space regression of one layer, as G, B, ‖Ỹ‖² (METHOD.md §1).
+    """The Gram-space regression of one layer, as G, B, ‖Ỹ‖² (book/formulation.md §1).
 
     X̃ = [vec K̄(X_1) … vec K̄(X_p)] and Ỹ = [vec K̄(Y_1) … vec K̄(Y_q)] are never formed; each channel's centred
     Gram is kept once, half-vectorised (bs(bs+1)/2 numbers), and G, B come from two matmuls. Memory:
@@ -252,7 +252,7 @@ def raw_problem(
     normalise: bool = True,
     dtype: torch.dtype = torch.float32,
 ) -> GramProblem:
-    """The same regression on the raw maps ("no Gram" variant, METHOD.md §1).
+    """The same regression on the raw maps ("no Gram" variant, book/formulation.md §1).
 
     X̃ column i = vec X_i (bs·h'·w' rows), Ỹ column j = vec Y_j. When the spatial sizes differ (a strided
     consumer, or a consumer whose output is (bs, q)), the input is adaptive-average-pooled to the output's

@@ -10,8 +10,6 @@ import pandas as pd
 from .experiments import Cell
 from .paper import METHOD_LABELS, TABLE1
 
-# The paper counts VGG-16's parameters without the batch-norm affine terms (14.98M) and the ResNets' with them.
-PARAMS_WITHOUT_NORM = {"vgg16"}
 NOT_RUN = "not run yet"
 
 
@@ -40,13 +38,12 @@ def cell_rows(cells: list[Cell], results: dict[str, dict | None]) -> pd.DataFram
         result = results.get(cell.id)
         if result is not None:
             stages, counts = result["stages"], result["counts"]
-            params_key = "params_without_norm_reduction" if cell.model in PARAMS_WITHOUT_NORM else "params_reduction"
             row |= {
                 "unpruned": stages["unpruned"],
                 "pruned": stages["pruned"]["mean"], "pruned_std": stages["pruned"]["std"],
                 "recalibrated": stages["recalibrated"]["mean"], "recalibrated_std": stages["recalibrated"]["std"],
                 "finetuned": stages["finetuned"], "delta": stages["finetuned"] - stages["unpruned"],
-                "flops_reduction": counts["flops_reduction"], "params_reduction": counts[params_key],
+                "flops_reduction": counts["flops_reduction"], "params_reduction": counts["params_reduction"],
                 "seeds": len(result["seeds"]), "selection_seconds": result["selection_seconds"]["mean"],
                 "hours": result["seconds"]["total"] / 3600, "commit": result["provenance"].get(
                     "code_commit", result["provenance"]["commit"])[:10],

@@ -1,4 +1,4 @@
-"""One entry point for choosing k channels of a layer: ``select`` (METHOD.md §1–4, §6).
+"""One entry point for choosing k channels of a layer: ``select`` (book/formulation.md §1–4, §6).
 
 Methods:
 
@@ -88,7 +88,7 @@ def select(
         threshold: sGLP-IB's edge threshold τ on |r|.
         linkage: sTLP-IB's scipy linkage method.
         normalise: unit-norm columns of X̃ and Ỹ.
-        use_gram: regress Gram matrices (else the raw maps, METHOD.md's "no Gram" variant).
+        use_gram: regress Gram matrices (else the raw maps, the formulation's "no Gram" variant).
         kernel_gamma: kernel width; None means 1/d.
         apib_nonnegative: constrain APIB's coefficients to be ≥ 0.
         dtype: computation dtype.

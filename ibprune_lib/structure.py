@@ -1,6 +1,6 @@
 """Structure over the response columns: a correlation graph (sGLP-IB) and a cluster tree (sTLP-IB).
 
-Both are built from Pearson correlations r_ml of the response columns (METHOD.md §2). The graph has an
+Both are built from Pearson correlations r_ml of the response columns (book/formulation.md §2). The graph has an
 edge (m, l), m < l, wherever |r_ml| > τ. The tree is scipy's agglomerative clustering on the correlation
 distance 1 − r, with Kim & Xing's node weights: heights h_v scaled to [0, 1] by the root's, s_v = h_v,
 g_v = 1 − s_v; an internal node weighs g_v·Π_{ancestors m} s_m and a leaf Π_{ancestors m} s_m, so the weights

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Start (or restart) the cpu-scale grid in the background, one table after another; each resumes cell by
 # cell, so rerunning this at the start of every session is safe. Log: runs/grid.log. Stop: kill the pid it prints.
-#   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... recipes/grid_cpu.sh [TABLE ...]   (default: table1)
+# The working files (checkpoints of unfinished cells) go to $IBPRUNE_WORK, default runs/; a folder outside the
+# work tree keeps a half-finished cell across a fresh clone.
+#   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] recipes/grid_cpu.sh [TABLE ...]   (default: table1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tables=("${@:-table1}")

@@ -35,7 +35,7 @@ def regression(seed, n=60, p=16, q=12, noise=0.5):
 
 
 def cvxpy_objective(X, Y, penalty, nonnegative=False):
-    """The optimum of ½‖Y − XW‖² + Ω(W), Ω written independently from the formulas of METHOD.md §2."""
+    """The optimum of ½‖Y − XW‖² + Ω(W), Ω written independently from the formulas of book/formulation.md §2."""
     p, q = X.shape[1], Y.shape[1]
     W = cp.Variable((p, q), nonneg=nonnegative)
     terms = [0.5 * cp.sum_squares(Y.numpy() - X.numpy() @ W)]

@@ -1,4 +1,4 @@
-"""Adaptive λ (the paper's Algorithm 1, METHOD.md §4): find λ at which exactly k candidates are non-zero.
+"""Adaptive λ (the paper's Algorithm 1, book/formulation.md §4): find λ at which exactly k candidates are non-zero.
 
 A candidate is a row of W (``direction="rows"``: an input channel of the regression) or a column
 (``"columns"``: a response channel). Start from λ = max|B| (λ_max of the plain lasso: W = 0 there); halve

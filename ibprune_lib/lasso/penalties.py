@@ -1,6 +1,6 @@
 """The penalties Ω(W) on a (p, q) coefficient matrix, split the way the solvers use them.
 
-Every penalty is Ω(W) = P(W) + Ω_s(W) (METHOD.md §2–3):
+Every penalty is Ω(W) = P(W) + Ω_s(W) (book/formulation.md §2–3):
 
 * P, the part with an exact prox: at least the column-weighted L1 term Σ_ij t_j |W_ij| (soft-thresholding,
   exact zeros), and for the tree the whole tree (see ``TreeLasso``).
@@ -280,7 +280,7 @@ class TreeLasso(Penalty):
     groups come out exactly zero, as in the exact problem.
 
     With ``exact_prox=False`` the internal groups (those with w_v > 0) are instead the structured part, as in
-    METHOD.md §3: K(W) holds c_v W_ij for every (node v, column j ∈ G_v) pair and row i, c_v = λw_v, and Q is
+    book/formulation.md §3: K(W) holds c_v W_ij for every (node v, column j ∈ G_v) pair and row i, c_v = λw_v, and Q is
     a unit ball per (node, row). CᵀC is diagonal, so ‖K‖² = λ² max_j Σ_{internal v ∋ j} w_v² exactly. Under
     SPG smoothing, rows that the exact problem zeroes then come out O(μ), not zero.
 

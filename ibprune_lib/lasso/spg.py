@@ -4,7 +4,7 @@ The loss is ½(tr WᵀGW − 2 tr WᵀB + yy) with G = XᵀX (p, p), B = XᵀY (
 Lipschitz with λ_max(G). Ω = P + Ω_s (see ``penalties``): P has an exact prox (soft-thresholding, and the
 whole tree for ``TreeLasso``), Ω_s(W) = max_{A∈Q} ⟨K(W), A⟩ is linear-structured. Two solvers:
 
-* ``"spg"``, smoothing proximal gradient (Chen et al. 2012, METHOD.md §3): Ω_s is replaced by its Nesterov
+* ``"spg"``, smoothing proximal gradient (Chen et al. 2012, book/formulation.md §3): Ω_s is replaced by its Nesterov
   smoothing with parameter μ, whose gradient Kᵀ proj_Q(K(W)/μ) is Lipschitz with ‖K‖²/μ; FISTA steps of size
   1/L, L = λ_max(G) + ‖K‖²/μ, exact prox of P, momentum restarted whenever the exact objective goes up
   (O'Donoghue & Candès 2015). μ decreases from 10³μ to μ in warm-started stages. Without Ω_s this is plain

@@ -2,7 +2,7 @@
 
 Three kinds of features, by what a criterion regresses or scores:
 
-* ``"rows"`` (METHOD.md §1, the default direction): ``inputs`` = the consumer's input (the candidate channels
+* ``"rows"`` (book/formulation.md §1, the default direction): ``inputs`` = the consumer's input (the candidate channels
   after BN, ReLU and any pooling, as the consumer sees them), ``outputs`` = the consumer's response (conv → BN,
   or the Linear's output).
 * ``"columns"``: ``inputs`` = the producing conv's input, ``outputs`` = its own response (conv → BN).

@@ -1,4 +1,4 @@
-"""Criteria: which k filters of a layer to keep (METHOD.md §6), all behind one interface.
+"""Criteria: which k filters of a layer to keep (book/formulation.md §6), all behind one interface.
 
 A criterion is a small callable, ``criterion(layer, features, k) -> Selection`` (``kept`` ascending, one score
 per channel, diagnostics), with ``features`` the :class:`~ibprune_lib.pruning.capture.LayerFeatures` of the
@@ -173,7 +173,7 @@ class InformationBottleneck(Criterion):
     Args:
         method: one of ``selection.METHODS``.
         kernel: the Gram kernel.
-        direction: ``"rows"`` (candidates on the X side, the default) or ``"columns"`` (METHOD.md §1).
+        direction: ``"rows"`` (candidates on the X side, the default) or ``"columns"`` (book/formulation.md §1).
         **options: further keyword arguments of ``select`` (threshold, linkage, max_solves, …).
     """
 

@@ -1,4 +1,4 @@
-"""ITPruner layer widths (Zheng et al., METHOD.md §7): keep more of the layers that share least information.
+"""ITPruner layer widths (Zheng et al., book/formulation.md §7): keep more of the layers that share least information.
 
 On one batch, every prunable layer's output maps (ReLU of its BN output) are flattened to (bs, d_i) and
 compared by linear CKA, the normalised HSIC of their centred linear Gram matrices:

@@ -1,4 +1,4 @@
-"""Which filters can go: prunable-layer discovery (METHOD.md §5).
+"""Which filters can go: prunable-layer discovery (book/formulation.md §5).
 
 A *prunable layer* is a convolution whose output channels feed exactly one parametric consumer, one to one:
 
@@ -6,7 +6,7 @@ A *prunable layer* is a convolution whose output channels feed exactly one param
 
 Torch-Pruning's dependency graph decides this: removing one of the conv's filters must touch exactly the conv's
 output channels, its BatchNorm and the consumer's input channels, and nothing else with parameters. No
-architecture is hard-coded; on the zoo the rule finds what METHOD.md §5 lists:
+architecture is hard-coded; on the zoo the rule finds what book/formulation.md §5 lists:
 
 * VGG-16: every conv (the last one's consumer is the first Linear);
 * CIFAR ResNet: the inner ``conv1`` of each block (consumer ``conv2``); the residual stream is coupled;

@@ -129,7 +129,7 @@ def prune(
         kernel: the Gram kernel of the information-bottleneck methods.
         skip_first: leading prunable layers left at full width.
         widths: ``"uniform"`` (one shared keep ratio) or ``"itpruner"`` (ITPruner's per-layer widths).
-        direction: ``"rows"`` or ``"columns"`` (METHOD.md §1), for the information-bottleneck methods.
+        direction: ``"rows"`` or ``"columns"`` (book/formulation.md §1), for the information-bottleneck methods.
         seed: seeds the random baseline.
         beta, min_width: ITPruner's β and lower width bound.
         progress: show a tqdm bar over the layers.

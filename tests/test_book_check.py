@@ -1,0 +1,35 @@
+"""The book check that `make book` runs on the built pages."""
+
+import pytest
+
+from ibprune_lib.book import check_pages, page_problems
+
+CLEAN = """<main><p>Top-1 after fine-tuning.</p>
+<div class="cell_output"><figure><img src="a.png"/><figcaption>Top-1 of every cell.</figcaption></figure>
+<table><caption>Table 1 at the cpu scale</caption><tr><td>93.4</td></tr></table></div></main>"""
+
+
+def test_a_clean_page_passes():
+    assert page_problems(CLEAN) == []
+    markdown_table = '<main><div class="cell_output"><p>Alignment per block.</p><table><tr><td>1</td></tr></table>'
+    assert page_problems(markdown_table + "</div></main>") == []
+
+
+@pytest.mark.parametrize(("html", "problem"), [
+    ("<main>Not written yet</main>", "a placeholder page"),
+    ("<main>see METHOD.md §2</main>", "a file this repository does not have"),
+    ("<main>as issue 4 will show</main>", "tracker language"),
+    ("<main>Traceback (most recent call last):</main>", "a traceback"),
+    ('<main><div class="cell_output"><div class="output stderr">warn</div></div></main>', "stderr"),
+    ('<main><div class="cell_output"><img src="a.png"/></div></main>', "a figure without a caption"),
+    ('<main><div class="cell_output"><table><tr><td>1</td></tr></table></div></main>', "a table without a caption"),
+])
+def test_each_regression_a_reader_would_see_is_found(html, problem):
+    assert any(problem in line for line in page_problems(html))
+
+
+def test_check_pages_reports_only_pages_with_problems(tmp_path):
+    (tmp_path / "good.html").write_text(CLEAN)
+    (tmp_path / "bad.html").write_text("<main>Not written yet</main>")
+    (tmp_path / "search.html").write_text("<main>issue 12</main>")  # Sphinx's own pages are not content
+    assert list(check_pages(tmp_path)) == ["bad.html"]
