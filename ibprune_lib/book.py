@@ -215,7 +215,9 @@ def hardware_summary() -> str:
 
     info = hardware()
     gpu = f", GPU {info['gpu']}" if info["gpu"] else ", no GPU"
-    return f"{info['cpu']}, {info['cores']} cores, {info['torch_threads']} torch thread(s){gpu}, torch {torch.__version__}"
+    threads = info["torch_threads"]
+    return (f"{info['cpu']}, {info['cores']} cores, {threads} torch thread{'' if threads == 1 else 's'}{gpu}, "
+            f"torch {torch.__version__}")
 
 
 def geometric_grid(high: float, low: float, n: int) -> list[float]:
