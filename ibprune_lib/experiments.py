@@ -242,8 +242,8 @@ class Grid:
 
     def state(self, cell: Cell) -> dict:
         """``{"state": done|running|failed|to do, "detail": str}`` of one cell."""
-        if self.result_path(cell).is_file():
-            result = json.loads(self.result_path(cell).read_text())
+        result = self.read(cell)
+        if result is not None:
             return {"state": "done", "detail": _summary(result), "seconds": result["seconds"]["total"]}
         lock = _try_lock(self._lock_path(cell))
         if lock is None:
@@ -284,10 +284,12 @@ class Grid:
         """
         self.check_writable()
         for cell in cells:
+            if self.result_path(cell).is_file() or cell.weights_path().is_file():
+                continue
             name = cell.weights.removeprefix("weights:")
-            if not self.result_path(cell).is_file() and not cell.weights_path().is_file() and name in PRETRAINED:
+            if name in PRETRAINED:
                 pretrained_weights(name, progress)  # the public ResNets are fetched once, verified
-            if not self.result_path(cell).is_file() and not cell.weights_path().is_file():
+            else:
                 raise FileNotFoundError(
                     f"cell {cell.id}: no weights at {cell.weights_path()}. Fix: set IBPRUNE_WEIGHTS to the folder "
                     f"holding {cell.weights.removeprefix('weights:')}, or train the baseline (see results/cpu/baselines)"
