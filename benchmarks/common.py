@@ -13,6 +13,9 @@ from torch import nn
 from ibprune_lib.data import calibration_batch, load_cifar, normalise
 from ibprune_lib.models import get_model, load_weights, weights_dir
 from ibprune_lib.provenance import provenance, save_json
+from ibprune_lib.runtime import keep_freed_memory
+
+keep_freed_memory()
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from .provenance import REPO_ROOT
+from .runtime import keep_freed_memory
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -326,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     """Parse ``argv`` and run the command; errors a user can fix print one line and exit 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    keep_freed_memory()
     if args.command == "count":
         if args.model is None and args.weights is None:
             parser.error("count needs --model or --weights")
