@@ -1,5 +1,7 @@
 """The penalties and solvers against cvxpy, support recovery, and the adaptive λ search."""
 
+import math
+
 import cvxpy as cp
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ from ibprune_lib.lasso import (
     objective,
     objective_gram,
 )
+from ibprune_lib.lasso.adaptive import PATH_STEP_MAX, PATH_STEP_MIN, path_step
 from ibprune_lib.structure import Graph, cluster_tree, pearson_graph
 
 SOLVER = next(s for s in ("CLARABEL", "ECOS", "SCS") if s in cp.installed_solvers())
@@ -74,6 +77,21 @@ def test_fit_reaches_the_cvxpy_optimum(seed, name):
     assert objective(X, Y, result.W, penalty) <= reference * (1 + 1e-3)
     best = objective(X, Y, result.W, penalty)
     assert min(result.objective_trace) == pytest.approx(best) and result.objective_trace[-1] >= best - 1e-9
+
+
+@pytest.mark.parametrize("threshold, graph_kind", [(0.0, "complete"), (0.1, "dense")])
+@pytest.mark.parametrize("scale", [0.3, 0.7])
+def test_graph_lasso_on_dense_and_complete_graphs_reaches_the_cvxpy_optimum(threshold, graph_kind, scale):
+    X, Y = regression(9, q=10)
+    graph = pearson_graph(Y, threshold)
+    pairs = 10 * 9 // 2
+    assert graph.n_edges == pairs if graph_kind == "complete" else graph.n_edges > pairs // 2
+    lam = scale * float((X.T @ Y).abs().max())
+    penalty = GraphLasso(lam, lam, graph)
+    result = fit(X, Y, penalty)
+    if scale == 0.7:  # sparse rows: the primal-dual steps run on the working rows only
+        assert 0 < count_nonzero(result.W) < X.shape[1]
+    assert objective(X, Y, result.W, penalty) <= cvxpy_objective(X, Y, penalty) * (1 + 1e-3)
 
 
 @pytest.mark.parametrize("name", ["graph", "tree"])
@@ -152,6 +170,15 @@ def test_adaptive_lambda_hits_exactly_k(name, k):
     assert result.kept.tolist() == torch.nonzero((result.W != 0).any(dim=1)).flatten().tolist()
     assert result.n_solves == len(result.trace) <= 30
     assert result.scores.shape == (16,) and (result.scores[result.kept] >= 1).all()
+
+
+def test_path_step_halves_until_the_count_grows_then_extrapolates_within_bounds():
+    assert path_step(1.0, 0, None, 10) == 0.5
+    assert path_step(0.5, 3, (1.0, 3), 10) == 0.25  # no growth: halve
+    # 4 candidates gained over log 2: k = 10 lies 6 further, past the longest step
+    assert path_step(0.5, 4, (1.0, 0), 10) == pytest.approx(0.5 * PATH_STEP_MIN)
+    assert path_step(0.5, 50, (1.0, 0), 55) == pytest.approx(0.5 * math.exp(-5 * math.log(2) / 50))
+    assert path_step(0.5, 999, (1.0, 0), 1000) == pytest.approx(0.5 * PATH_STEP_MAX)
 
 
 def test_adaptive_lambda_selects_columns():

@@ -1,12 +1,16 @@
 """Adaptive λ (the paper's Algorithm 1, book/formulation.md §4): find λ at which exactly k candidates are non-zero.
 
 A candidate is a row of W (``direction="rows"``: an input channel of the regression) or a column
-(``"columns"``: a response channel). Start from λ = max|B| (λ_max of the plain lasso: W = 0 there); halve
-λ until at least k candidates are non-zero, or, if a structured penalty keeps k already there, double it
-until fewer remain; then bisect on log λ between the largest λ with ≥ k non-zero and the smallest with
-< k (the next λ interpolates the counts linearly in log λ; plain bisection when one end keeps moving). Every solve is warm-started from the solution at the nearest λ already solved. Stops at
-exactly k; if the count jumps over k, or the solve budget runs out, the nearest λ with ≥ k non-zero
-candidates is taken and its top k by score are kept.
+(``"columns"``: a response channel). Start from λ = max|B| (λ_max of the plain lasso: W = 0 there) and walk
+down a path until at least k candidates are non-zero: while the count does not grow λ halves; once it grows,
+the next λ extrapolates the last two counts linearly in log λ to k, by a factor within [PATH_STEP_MIN,
+PATH_STEP_MAX]. Short steps keep every warm start close and the solves sparse: a solve past k on a dense
+support costs many times one just short of it. If a structured penalty keeps k already at max|B|, λ doubles
+until fewer remain. Then bisect on log λ between the largest λ with ≥ k non-zero and the smallest with < k
+(the next λ interpolates the counts linearly in log λ; plain bisection when one end keeps moving). Every
+solve is warm-started from the solution at the nearest λ already solved. Stops at exactly k; if the count
+jumps over k, or the solve budget runs out, the nearest λ with ≥ k non-zero candidates is taken and its
+top k by score are kept.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ DIRECTIONS = ("rows", "columns")
 
 LAMBDA_MIN_RATIO = 1e-6
 """The search gives up (k unreachable) below max|B| · LAMBDA_MIN_RATIO."""
+
+PATH_STEP_MIN = 0.85
+PATH_STEP_MAX = 0.99
+"""Bounds of the factor by which λ shrinks along the path once the count grows."""
 
 LAMBDA_REL_TOL = 1e-3
 """The search stops when the bracket [lo, hi] is narrower than this relative width (counts of inexact
@@ -82,6 +90,26 @@ def candidate_scores(W: torch.Tensor, direction: str = "rows") -> torch.Tensor:
     norms = V.norm(dim=1)
     top = norms.max() if norms.numel() else norms.new_zeros(())
     return nnz + (norms / (2 * top) if top > 0 else torch.zeros_like(norms))
+
+
+def path_step(lam: float, count: int, previous: tuple[float, int] | None, k: int) -> float:
+    """The next λ on the way down to k non-zero candidates.
+
+    Args:
+        lam: the last λ solved, with ``count`` < k non-zero candidates.
+        count: its count.
+        previous: (λ, count) of the solve before it (a larger λ), or None.
+        k: the count sought.
+
+    Returns:
+        lam / 2 while the count does not grow; else the λ at which the counts of the last two solves,
+        linear in log λ, reach k, but no further than lam·PATH_STEP_MIN and no nearer than lam·PATH_STEP_MAX.
+    """
+    if previous is None or count <= previous[1]:
+        return lam / 2
+    growth = (count - previous[1]) / math.log(previous[0] / lam)  # candidates gained per unit of log λ
+    factor = math.exp(-(k - count) / growth)
+    return lam * min(max(factor, PATH_STEP_MIN), PATH_STEP_MAX)
 
 
 def _gram_parts(problem: Any) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -161,7 +189,7 @@ def lambda_for_k(
             while solve(hi) >= k and len(trace) < max_solves:
                 lo, hi = hi, 2 * hi
         else:
-            lo, hi = top / 2, top
+            lo, hi = path_step(top, trace[-1][1], None, k), top
             while solve(lo) < k:
                 most = max(c for _, c in trace)
                 if len(trace) >= max_solves:
@@ -174,7 +202,7 @@ def lambda_for_k(
                         f"k = {k} unreachable: at most {most} of {n_candidates} candidate {direction} become non-zero "
                         f"(down to λ = {lo:.3g}); all-zero channels can never be kept, so lower k"
                     )
-                lo, hi = lo / 2, lo
+                lo, hi = path_step(lo, solved[lo][1], (hi, solved[hi][1]), k), lo
         last_side, streak = "", 0  # the same end moving twice in a row → plain bisection steps
         while solved[lo][1] != k and len(trace) < max_solves and hi / lo > 1 + LAMBDA_REL_TOL:
             c_lo, c_hi = solved[lo][1], solved[hi][1]

@@ -8,6 +8,10 @@ Every penalty is Ω(W) = P(W) + Ω_s(W) (book/formulation.md §2–3):
   and a simple dual set Q. The solvers either smooth it (SPG, Nesterov: A* = proj_Q(K(W)/μ)) or keep it exact
   through the dual (primal-dual).
 
+K and the projection onto Q act row by row of W: column i of K(W) depends on row i of W only, and Q is a
+product over those columns. So ``operator(W[rows]) == operator(W)[:, rows]``, and a solver may update only
+the rows of W that are non-zero (a zero row leaves its dual where it is).
+
 Penalties:
 
 * ``L1``: t_j = λ, no Ω_s (optionally W ≥ 0).
@@ -79,8 +83,7 @@ class Penalty(ABC):
 
     def value(self, W: torch.Tensor) -> torch.Tensor:
         """Ω(W), exact, as a 0-d tensor. W: (p, q)."""
-        t = self.l1_weights(W.shape[1], W)
-        return (W.abs().sum(dim=0) * t).sum() + self.structured_value(W)
+        return self.l1_value(W) + self.structured_value(W)
 
     def prox(self, V: torch.Tensor, step: float) -> torch.Tensor:
         """argmin_W ½‖W − V‖² + step·P(W): soft-thresholding by step·t_j (clipped at 0 if nonnegative)."""
@@ -105,8 +108,12 @@ class Penalty(ABC):
         raise NotImplementedError(f"{type(self).__name__} has no structured operator")
 
     def project_dual(self, A: torch.Tensor) -> torch.Tensor:
-        """Euclidean projection of an (m, p) dual onto Q."""
+        """Euclidean projection of an (m, p) dual onto Q, column by column."""
         raise NotImplementedError(f"{type(self).__name__} has no structured operator")
+
+    def l1_value(self, W: torch.Tensor) -> torch.Tensor:
+        """Σ_ij t_j |W_ij|, the L1 part of Ω, as a 0-d tensor."""
+        return W.abs().sum(dim=0) @ self.l1_weights(W.shape[1], W)
 
     def operator_norm_sq(self) -> float:
         """‖K‖², the squared operator norm (SPG's Lipschitz term is ‖K‖²/μ)."""
@@ -203,7 +210,7 @@ class GraphLasso(Penalty):
         return self.graph.n_edges > 0 and self.gamma > 0
 
     def operator(self, W: torch.Tensor) -> torch.Tensor:
-        return (self._matrices(W)[0] @ W.T.contiguous()).mul_(self.gamma)
+        return (self._matrices(W)[0] @ W.T).mul_(self.gamma)
 
     def adjoint(self, A: torch.Tensor) -> torch.Tensor:
         return (self._matrices(A)[1] @ A).mul_(self.gamma).T
@@ -389,7 +396,7 @@ class TreeLasso(Penalty):
         return not self.exact_prox and self._n_internal > 0
 
     def operator(self, W: torch.Tensor) -> torch.Tensor:
-        return (self._like(W)["K"] @ W.T.contiguous()).mul_(self.lam)
+        return (self._like(W)["K"] @ W.T).mul_(self.lam)
 
     def adjoint(self, A: torch.Tensor) -> torch.Tensor:
         return (self._like(A)["Kt"] @ A).mul_(self.lam).T
