@@ -60,12 +60,12 @@ def _train(args) -> int:
     n = args.test_subset or len(data.x_test)
     fp16_top1 = evaluate(reloaded, data.x_test[:n], data.y_test[:n], args.model)
     log = {
-        "model": args.model, "dataset": args.dataset, "config": asdict(config), "history": result.history,
+        "model": args.model, "dataset": data.label, "config": asdict(config), "history": result.history,
         "test_top1_final": result.test_top1, "test_top1_fp16_file": fp16_top1, "test_images": n,
         "wall_seconds": result.wall_seconds, "provenance": provenance(command=" ".join(sys.argv)),
     }
     save_json(out / "log.json", log)
-    print(f"{args.model}: {data.name} test top-1 {fp16_top1:.2f}% (fp16 weights, {n} images) after "
+    print(f"{args.model}: {data.label} test top-1 {fp16_top1:.2f}% (fp16 weights, {n} images) after "
           f"{config.epochs} epochs ({result.wall_seconds / 60:.1f} min); weights in {weights_file}")
     return 0
 
@@ -81,7 +81,7 @@ def _eval(args) -> int:
     model.to(device)
     n = args.test_subset or len(data.x_test)
     top1 = evaluate(model.to(memory_format=torch.channels_last), data.x_test[:n], data.y_test[:n], name)
-    print(f"{name}: {data.name} test top-1 {top1:.2f}% on {n} images")
+    print(f"{name}: {data.label} test top-1 {top1:.2f}% on {n} images")
     return 0
 
 

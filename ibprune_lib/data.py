@@ -3,17 +3,27 @@
 The CIFAR sets live in memory as ``(N, 3, 32, 32)`` uint8 tensors (150 MB for CIFAR-10), so an epoch is a
 permutation plus a few tensor ops per batch: no worker processes, no PIL. A dataset root holds either
 ``cifar10.npz`` / ``cifar100.npz`` (arrays ``x_train``, ``y_train``, ``x_test``, ``y_test``, images HWC) or
-torchvision's own extracted folders; ``download=True`` asks torchvision to fetch them.
+torchvision's own extracted folders; ``download=True`` asks torchvision to fetch them. For CIFAR-100 a root
+may instead hold ``cifar100-jpg.tar.gz``, a lossy copy (every image re-encoded as JPEG, quality 75) laid out as
+``train/<fine label name>/<file>.jpg`` and ``test/...``: it is decoded once into an npz cache, and the data
+says ``lossy=True`` so that every table built on it can say "CIFAR-100 (JPEG copy)".
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
+
+from .provenance import atomic_write
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data"
 
@@ -27,6 +37,9 @@ CIFAR_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 MODEL_MEAN_STD: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
 
 _TORCHVISION_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+
+JPEG_ARCHIVES = {"cifar100": "cifar100-jpg.tar.gz"}
+"""Lossy JPEG copies a data root may hold instead of the original (see the module docstring)."""
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -44,6 +57,8 @@ class CifarData:
         x_test: (10000, 3, 32, 32) uint8 images.
         y_test: (10000,) int64 labels.
         source: the file or folder the arrays came from.
+        lossy: the images were re-encoded lossily (the JPEG copy of CIFAR-100), so accuracies on them are not
+            comparable to the literature's to the decimal.
     """
 
     name: str
@@ -52,6 +67,12 @@ class CifarData:
     x_test: torch.Tensor
     y_test: torch.Tensor
     source: str
+    lossy: bool = False
+
+    @property
+    def label(self) -> str:
+        """The dataset's name for tables: "CIFAR-10", "CIFAR-100", or "CIFAR-100 (JPEG copy)"."""
+        return self.name.upper().replace("CIFAR", "CIFAR-") + (" (JPEG copy)" if self.lossy else "")
 
     @property
     def num_classes(self) -> int:
@@ -68,8 +89,9 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 def load_cifar(name: str = "cifar10", root: str | os.PathLike | None = None, download: bool = False) -> CifarData:
     """Load CIFAR-10 or CIFAR-100 into memory.
 
-    Looks for ``<root>/<name>.npz`` first, then torchvision's extracted folder under ``root``; with
-    ``download=True`` torchvision fetches the latter when neither exists.
+    Looks for ``<root>/<name>.npz`` first, then torchvision's extracted folder under ``root``, then (CIFAR-100)
+    the lossy ``cifar100-jpg.tar.gz``, decoded once into a cache (``jpeg_cache_path``); with
+    ``download=True`` torchvision fetches the original when none exists.
 
     Args:
         name: ``"cifar10"`` or ``"cifar100"``.
@@ -89,7 +111,12 @@ def load_cifar(name: str = "cifar10", root: str | os.PathLike | None = None, dow
     npz_path = folder / f"{name}.npz"
     if npz_path.is_file():
         return _from_npz(name, npz_path)
-    if (folder / _TORCHVISION_FOLDERS[name]).is_dir() or download:
+    if (folder / _TORCHVISION_FOLDERS[name]).is_dir():
+        return _from_torchvision(name, folder, download)
+    archive = folder / JPEG_ARCHIVES.get(name, f"{name}-jpg.tar.gz")
+    if name in JPEG_ARCHIVES and archive.is_file():
+        return _from_jpeg_archive(name, archive)
+    if download:
         return _from_torchvision(name, folder, download)
     raise DatasetNotFoundError(
         f"{name} not found: tried {npz_path} and {folder / _TORCHVISION_FOLDERS[name]}. "
@@ -132,8 +159,96 @@ def _from_torchvision(name: str, folder: Path, download: bool) -> CifarData:
     )
 
 
-def _validated(name: str, source: str, x_train, y_train, x_test, y_test) -> CifarData:
+def jpeg_cache_path(archive: Path) -> Path:
+    """Where the decoded arrays of a JPEG archive are cached: beside it (``<archive stem>.npz``) when that
+    folder is writable, else under ``$XDG_CACHE_HOME/ibprune`` (default ``~/.cache/ibprune``)."""
+    name = archive.name.removesuffix(".tar.gz") + ".npz"
+    if os.access(archive.parent, os.W_OK):
+        return archive.parent / name
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ibprune" / name
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _decode_jpeg_archive(archive: Path) -> dict[str, np.ndarray]:
+    """Decode ``train/<label name>/*.jpg`` and ``test/...`` of a tar.gz into HWC uint8 arrays.
+
+    Labels are the indices of the label names sorted alphabetically (CIFAR-100's fine-label order); images
+    are ordered by label, then file name.
+    """
+    from PIL import Image
+
+    images: dict[str, list[tuple[str, str, np.ndarray]]] = {"train": [], "test": []}
+    with tarfile.open(archive, "r:gz") as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith(".jpg")]
+        for member in tqdm(members, desc=f"decoding {archive.name}", unit="image", leave=False):
+            parts = Path(member.name).parts
+            if len(parts) < 3 or parts[-3] not in images:
+                continue
+            with Image.open(io.BytesIO(tar.extractfile(member).read())) as image:
+                images[parts[-3]].append((parts[-2], parts[-1], np.asarray(image.convert("RGB"))))
+    names = sorted({label for split in images.values() for label, _, _ in split})
+    index = {label: i for i, label in enumerate(names)}
+    arrays = {}
+    for split, entries in images.items():
+        entries.sort(key=lambda entry: (index[entry[0]], entry[1]))
+        shapes = {entry[2].shape for entry in entries}
+        if len(shapes) > 1:
+            raise ValueError(f"images of several sizes in {split}/: {sorted(shapes)[:3]}")
+        arrays[f"x_{split}"] = np.stack([entry[2] for entry in entries]) if entries else np.zeros((0, 32, 32, 3), np.uint8)
+        arrays[f"y_{split}"] = np.array([index[entry[0]] for entry in entries], dtype=np.int64)
+    arrays["label_names"] = np.array(names)
+    return arrays
+
+
+def _from_jpeg_archive(name: str, archive: Path) -> CifarData:
+    """The JPEG copy of ``name``: from its cache if the cache was made from this very archive (same sha256),
+    else decoded (about half a minute) and cached atomically. A damaged archive raises, never half a set."""
+    cache, sha256 = jpeg_cache_path(archive), _sha256(archive)
+    if cache.is_file():
+        try:
+            with np.load(cache) as arrays:
+                if str(arrays["archive_sha256"]) == sha256:
+                    parts = {key: arrays[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+                    return _validated(name, str(archive), lossy=True, expected=_CIFAR_SIZES[name], **parts)
+        except (KeyError, ValueError, OSError, zlib.error):
+            pass  # a stale or broken cache is rebuilt below
+    try:
+        arrays = _decode_jpeg_archive(archive)
+    except (tarfile.TarError, EOFError, OSError, zlib.error, ValueError) as error:
+        raise DatasetNotFoundError(
+            f"{archive} is damaged ({type(error).__name__}: {error}). Fix: replace it with an intact copy, or "
+            f"put {name}.npz or torchvision's folder beside it."
+        ) from error
+    data = _validated(name, str(archive), lossy=True, expected=_CIFAR_SIZES[name],
+                      **{key: arrays[key] for key in ("x_train", "y_train", "x_test", "y_test")})  # fmt: skip
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as file:
+            np.savez(file, archive_sha256=np.array(sha256), **arrays)
+
+    atomic_write(cache, write)
+    return data
+
+
+_CIFAR_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000)}
+"""(train, test) image counts of the real datasets; a JPEG copy must have them all."""
+
+
+def _validated(
+    name: str, source: str, x_train, y_train, x_test, y_test, lossy: bool = False, expected: tuple[int, int] | None = None
+) -> CifarData:
     num_classes = NUM_CLASSES[name]
+    if expected is not None and (len(x_train), len(x_test)) != expected:
+        raise DatasetNotFoundError(
+            f"{source} holds {len(x_train)} training and {len(x_test)} test images where {name} has "
+            f"{expected[0]} and {expected[1]}. Fix: replace it with a complete copy."
+        )
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3):
             raise DatasetNotFoundError(
@@ -147,7 +262,7 @@ def _validated(name: str, source: str, x_train, y_train, x_test, y_test) -> Cifa
             )
     to_nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # noqa: E731
     to_labels = lambda y: torch.from_numpy(np.asarray(y, dtype=np.int64))  # noqa: E731
-    return CifarData(name, to_nchw(x_train), to_labels(y_train), to_nchw(x_test), to_labels(y_test), source)
+    return CifarData(name, to_nchw(x_train), to_labels(y_train), to_nchw(x_test), to_labels(y_test), source, lossy)
 
 
 def mean_std_for(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:

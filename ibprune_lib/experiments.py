@@ -451,6 +451,7 @@ def run_cell(
     return {
         "cell": {**asdict(cell), "id": cell.id},
         "scale": protocol.scale,
+        "dataset": data.label,
         "protocol": protocol.describe(),
         "counts": {
             "macs_before": unpruned["macs"], "macs_after": totals["macs_after"],

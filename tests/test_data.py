@@ -1,7 +1,10 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from ibprune_lib import data as data_module
 from ibprune_lib.data import DatasetNotFoundError, augment, calibration_batch, load_cifar, normalise
 
 
@@ -71,3 +74,69 @@ def test_calibration_batch_is_seeded_and_balanced(cifar10):
     assert not torch.equal(x1, x3)
     with pytest.raises(ValueError, match="batch_size"):
         calibration_batch(cifar10.x_train, cifar10.y_train, 0)
+
+
+def _jpeg_archive(path, per_class=2, classes=("apple", "zebra", "maple_tree")):
+    """A CIFAR-100-like tar.gz of JPEGs (train/<name>/*.jpg, test/<name>/*.jpg); returns its colours by split."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    colours = {}
+    with tarfile.open(path, "w:gz") as tar:
+        for split in ("train", "test"):
+            for c, name in enumerate(classes):
+                for i in range(per_class):
+                    colour = (40 * c + 20, 10 * i + 5, 200)
+                    colours[split, name, i] = colour
+                    buffer = io.BytesIO()
+                    Image.new("RGB", (32, 32), colour).save(buffer, "JPEG", quality=75)
+                    info = tarfile.TarInfo(f"{split}/{name}/img_{i:02d}.jpg")
+                    info.size = buffer.tell()
+                    buffer.seek(0)
+                    tar.addfile(info, buffer)
+    return colours
+
+
+@pytest.fixture
+def tiny_cifar100_sizes(monkeypatch):
+    """A three-class archive stands in for CIFAR-100: 6 training and 6 test images."""
+    monkeypatch.setitem(data_module._CIFAR_SIZES, "cifar100", (6, 6))
+
+
+def test_cifar100_jpeg_archive_decodes_in_label_name_order_and_is_cached(tmp_path, tiny_cifar100_sizes):
+    colours = _jpeg_archive(tmp_path / "cifar100-jpg.tar.gz")
+    data = load_cifar("cifar100", tmp_path)
+    assert data.lossy and data.label == "CIFAR-100 (JPEG copy)" and data.x_train.shape == (6, 3, 32, 32)
+    assert data.y_train.tolist() == [0, 0, 1, 1, 2, 2]  # apple, maple_tree, zebra: sorted names
+    pixel = data.x_test[3, :, 16, 16].tolist()  # maple_tree, second image
+    assert all(abs(a - b) <= 3 for a, b in zip(pixel, colours["test", "maple_tree", 1]))  # JPEG: near
+    cache = tmp_path / "cifar100-jpg.npz"
+    assert cache.is_file()
+    (tmp_path / "cifar100-jpg.tar.gz").touch()  # same bytes: the cache still answers
+    again = load_cifar("cifar100", tmp_path)
+    assert torch.equal(again.x_train, data.x_train) and again.lossy
+
+
+def test_cifar100_cache_goes_to_the_user_cache_when_the_data_folder_is_read_only(tmp_path, monkeypatch,
+                                                                                   tiny_cifar100_sizes):
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    _jpeg_archive(folder / "cifar100-jpg.tar.gz")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(data_module.os, "access", lambda path, mode: Path(path) != folder)
+    load_cifar("cifar100", folder)
+    assert (tmp_path / "cache" / "ibprune" / "cifar100-jpg.npz").is_file()
+    assert not (folder / "cifar100-jpg.npz").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing images"])
+def test_a_damaged_cifar100_archive_is_a_clear_error_and_leaves_no_cache(tmp_path, tiny_cifar100_sizes, damage):
+    archive = tmp_path / "cifar100-jpg.tar.gz"
+    _jpeg_archive(archive, per_class=2 if damage == "truncated" else 1)
+    if damage == "truncated":
+        archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(DatasetNotFoundError, match="damaged|complete copy"):
+        load_cifar("cifar100", tmp_path)
+    assert not (tmp_path / "cifar100-jpg.npz").exists()
