@@ -12,30 +12,15 @@ machine (pause the grid: ``kill -STOP``/``-CONT``); the JSON records the threads
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import torch
 
 from common import add_common_arguments, calibration_images, record
 
-from ibprune_lib.models import get_model, load_weights, weights_dir
+from ibprune_lib.experiments import load_table
+from ibprune_lib.provenance import REPO_ROOT
+from ibprune_lib.models import get_model, load_weights
 from ibprune_lib.pruning import prune
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def table1_networks() -> dict:
-    """``NETWORKS`` of ``experiments/table1.py`` (weights and budget of each network)."""
-    spec = importlib.util.spec_from_file_location("table1", ROOT / "experiments" / "table1.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.NETWORKS
-
-
-def weights_file(reference: str) -> Path:
-    """A cell's weights reference (``weights:<file>`` or a repository path) as a file."""
-    return weights_dir() / reference.split(":", 1)[1] if reference.startswith("weights:") else ROOT / reference
 
 
 def main() -> None:
@@ -45,16 +30,19 @@ def main() -> None:
     add_common_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    networks = table1_networks()
+    table = [cell for cell in load_table("table1", "cpu") if cell.widths == "uniform"]
     for model_name in args.models:
-        network = dict(networks[model_name])
-        weights = weights_file(network.pop("weights"))
+        cells = {cell.method: cell for cell in table if cell.model == model_name and cell.method in args.methods}
+        first = next(iter(cells.values()))
+        weights = first.weights_path()
         model = get_model(model_name)
         load_weights(model, weights)
         images = calibration_images(model_name, args.batch_size)
+        budget = {key: getattr(first, key) for key in ("target_flops", "target_params") if getattr(first, key)}
         methods = {}
-        for method in args.methods:
-            report = prune(model.eval(), model_name, images, method=method, **network).report
+        for method, cell in cells.items():
+            report = prune(model.eval(), model_name, images, method=method, kernel=cell.kernel,
+                           skip_first=cell.skip_first, **budget).report  # fmt: skip
             methods[method] = {
                 "selection_seconds": round(report["seconds"]["selection"], 2),
                 "layers": [
@@ -69,11 +57,11 @@ def main() -> None:
             f"select_table1_{model_name}",
             {
                 "model": model_name,
-                "weights": str(weights.relative_to(ROOT) if weights.is_relative_to(ROOT) else weights.name),
-                "budget": network,
-                "skip_first": 4,
+                "weights": str(weights.relative_to(REPO_ROOT) if weights.is_relative_to(REPO_ROOT) else weights.name),
+                "budget": budget,
+                "skip_first": first.skip_first,
                 "batch_size": args.batch_size,
-                "kernel": "laplacian",
+                "kernel": first.kernel,
                 "methods": methods,
             },
         )

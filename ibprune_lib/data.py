@@ -11,7 +11,6 @@ says ``lossy=True`` so that every table built on it can say "CIFAR-100 (JPEG cop
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import tarfile
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .download import sha256_of
 from .provenance import atomic_write
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data"
@@ -113,9 +113,8 @@ def load_cifar(name: str = "cifar10", root: str | os.PathLike | None = None, dow
         return _from_npz(name, npz_path)
     if (folder / _TORCHVISION_FOLDERS[name]).is_dir():
         return _from_torchvision(name, folder, download)
-    archive = folder / JPEG_ARCHIVES.get(name, f"{name}-jpg.tar.gz")
-    if name in JPEG_ARCHIVES and archive.is_file():
-        return _from_jpeg_archive(name, archive)
+    if name in JPEG_ARCHIVES and (folder / JPEG_ARCHIVES[name]).is_file():
+        return _from_jpeg_archive(name, folder / JPEG_ARCHIVES[name])
     if download:
         return _from_torchvision(name, folder, download)
     raise DatasetNotFoundError(
@@ -168,14 +167,6 @@ def jpeg_cache_path(archive: Path) -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ibprune" / name
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _decode_jpeg_archive(archive: Path) -> dict[str, np.ndarray]:
     """Decode ``train/<label name>/*.jpg`` and ``test/...`` of a tar.gz into HWC uint8 arrays.
 
@@ -210,7 +201,7 @@ def _decode_jpeg_archive(archive: Path) -> dict[str, np.ndarray]:
 def _from_jpeg_archive(name: str, archive: Path) -> CifarData:
     """The JPEG copy of ``name``: from its cache if the cache was made from this very archive (same sha256),
     else decoded (about half a minute) and cached atomically. A damaged archive raises, never half a set."""
-    cache, sha256 = jpeg_cache_path(archive), _sha256(archive)
+    cache, sha256 = jpeg_cache_path(archive), sha256_of(archive)
     if cache.is_file():
         try:
             with np.load(cache) as arrays:
