@@ -58,7 +58,7 @@ def main() -> None:
                         "n_solves": d["n_solves"],
                         "n_iter": d["n_iter"],
                         "lam": d["lam"],
-                        "nonzero_at_lam": d["trace"][[lam for lam, _ in d["trace"]].index(d["lam"])][1],
+                        "nonzero_at_lam": next(n for lam, n in reversed(d["trace"]) if lam == d["lam"]),  # the tight solve
                         **{key: d[key] for key in ("n_edges", "n_groups") if key in d},
                     }
                 )

@@ -18,7 +18,9 @@ from ibprune_lib.lasso import (
     objective,
     objective_gram,
 )
-from ibprune_lib.lasso.adaptive import PATH_STEP_MAX, PATH_STEP_MIN, path_step
+from ibprune_lib.lasso import adaptive
+from ibprune_lib.lasso.adaptive import PATH_STEP_MAX, PATH_STEP_MIN, SEARCH_TOL, path_step
+from ibprune_lib.lasso.spg import _WorkingRows
 from ibprune_lib.structure import Graph, cluster_tree, pearson_graph
 
 SOLVER = next(s for s in ("CLARABEL", "ECOS", "SCS") if s in cp.installed_solvers())
@@ -170,6 +172,41 @@ def test_adaptive_lambda_hits_exactly_k(name, k):
     assert result.kept.tolist() == torch.nonzero((result.W != 0).any(dim=1)).flatten().tolist()
     assert result.n_solves == len(result.trace) <= 30
     assert result.scores.shape == (16,) and (result.scores[result.kept] >= 1).all()
+
+
+def test_the_search_brackets_on_loose_solves_and_answers_with_a_tight_one(monkeypatch):
+    X, Y = regression(11, n=80, p=16, q=10, noise=0.3)
+    X, Y = X / X.norm(dim=0), Y / Y.norm(dim=0)
+    graph = pearson_graph(Y, 0.3)
+    tols = []
+
+    def recording_fit_gram(*args, **kwargs):
+        tols.append(kwargs["tol"])
+        return fit_gram(*args, **kwargs)
+
+    monkeypatch.setattr(adaptive, "fit_gram", recording_fit_gram)
+    problem = (X.T @ X, X.T @ Y, float(Y.square().sum()))
+    result = lambda_for_k(problem, lambda lam: GraphLasso(lam, lam, graph), 5, tol=1e-8)
+    assert tols[0] == SEARCH_TOL and tols[-1] == 1e-8 and tols == sorted(tols, reverse=True)
+    assert count_nonzero(result.W) == 5 and result.n_solves == len(tols)
+    tight = fit_gram(*problem, GraphLasso(result.lam, result.lam, graph), tol=1e-10, max_iter=20000)
+    assert objective_gram(*problem, result.W, GraphLasso(result.lam, result.lam, graph)) <= tight.objective * (1 + 1e-6)
+
+
+def test_working_rows_that_leave_keep_their_dual_for_when_they_return():
+    g = torch.Generator().manual_seed(0)
+    G, A = torch.eye(6, dtype=torch.float64), torch.rand(3, 6, generator=g, dtype=torch.float64)
+    penalty = GraphLasso(0.1, 0.1, Graph(torch.tensor([[0, 1], [1, 2], [0, 2]]), torch.tensor([0.9, -0.8, 0.7]), 3))
+    W = torch.ones(6, 3, dtype=torch.float64)
+    work = _WorkingRows(G, penalty, W, A.clone())
+    work.A_w.mul_(0.5)  # the solve moves the duals of its rows
+    W[1:5] = 0
+    work.shrink(W)
+    assert work.rows.tolist() == [0, 5] and torch.equal(work.G_w, G[:, [0, 5]])
+    assert work.dual_norm() == pytest.approx(float((0.5 * A).norm()))
+    work.join(torch.tensor([3]), W)
+    assert torch.equal(work.full_dual(), 0.5 * A)
+    assert torch.equal(work.KW_w[:, 2], torch.zeros(3, dtype=torch.float64))
 
 
 def test_path_step_halves_until_the_count_grows_then_extrapolates_within_bounds():

@@ -11,6 +11,12 @@ until fewer remain. Then bisect on log λ between the largest λ with ≥ k non-
 solve is warm-started from the solution at the nearest λ already solved. Stops at exactly k; if the count
 jumps over k, or the solve budget runs out, the nearest λ with ≥ k non-zero candidates is taken and its
 top k by score are kept.
+
+All of this runs on loose solves (SEARCH_TOL) when the caller asks for a tighter tolerance: their counts
+are within a few candidates of the converged ones at a fraction of the iterations. The λ found is then
+solved at the caller's tolerance; if its count moved, the search steps out from it (by the number of
+candidates it moved, at the slope of the loose bracket, doubling) and bisects again on tight solves. The
+answer is always a tight solve.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ LAMBDA_MIN_RATIO = 1e-6
 PATH_STEP_MIN = 0.85
 PATH_STEP_MAX = 0.99
 """Bounds of the factor by which λ shrinks along the path once the count grows."""
+
+SEARCH_TOL = 1e-3
+"""The solver's relative tolerance while the search brackets λ (when the caller asks for a tighter one):
+counts there are within a few candidates of the converged ones at a fraction of the iterations."""
 
 LAMBDA_REL_TOL = 1e-3
 """The search stops when the bracket [lo, hi] is narrower than this relative width (counts of inexact
@@ -133,13 +143,16 @@ def lambda_for_k(
 ) -> AdaptiveResult:
     """Search λ so that exactly k candidates of the solution are non-zero.
 
+    Two phases when ``tol`` < SEARCH_TOL: the path and the bisection on solves at SEARCH_TOL, then, from the
+    λ they chose, a bracket and a bisection on solves at ``tol``; the answer is always a solve at ``tol``.
+
     Args:
         problem: a ``GramProblem`` or a (G, B, yy) tuple, G (p, p), B (p, q).
         make_penalty: λ ↦ the penalty at strength λ.
         k: candidates to keep, 1 ≤ k ≤ p (rows) or q (columns).
         direction: ``"rows"`` or ``"columns"`` of W are the candidates.
-        max_solves: budget of solver calls.
-        tol: the solver's relative stopping tolerance.
+        max_solves: budget of solver calls of each phase.
+        tol: the solver's relative stopping tolerance for the answer.
         max_iter: the solver's iteration cap per solve.
         solver: passed to ``fit_gram``.
         progress: show a tqdm bar over the solves.
@@ -158,63 +171,107 @@ def lambda_for_k(
         raise ValueError(f"k must be an int in [1, {n_candidates}] (the number of candidate {direction}), got {k!r}")
     if not isinstance(max_solves, int) or max_solves < 2:
         raise ValueError(f"max_solves must be an int >= 2, got {max_solves!r}")
+    top = float(B.abs().max())
+    if top == 0:
+        raise ValueError("B = XᵀY is zero: no candidate explains the response (all-zero features?)")
     g_norm = float(torch.linalg.eigvalsh(G.double())[-1])
-    solved: dict[float, tuple[FitResult, int]] = {}
+    solved: dict[tuple[float, float], tuple[FitResult, int]] = {}  # (λ, tol) → (solution, count)
     trace: list[tuple[float, int]] = []
-    bar = tqdm(total=max_solves, desc=f"λ search (k={k})", disable=not progress, leave=False)
+    phase_tols = [tol] if tol >= SEARCH_TOL else [SEARCH_TOL, tol]
+    bar = tqdm(total=max_solves * len(phase_tols), desc=f"λ search (k={k})", disable=not progress, leave=False)
 
-    def solve(lam: float) -> int:
-        if lam in solved:
-            return solved[lam][1]
-        warm = solved[min(solved, key=lambda s: abs(math.log(s / lam)))][0] if solved else None
+    def solve(lam: float, solve_tol: float) -> int:
+        if (lam, solve_tol) in solved:
+            return solved[lam, solve_tol][1]
+        warm = None
+        if solved:  # the nearest λ solved, the tighter solve first on a tie
+            warm = solved[min(solved, key=lambda key: (abs(math.log(key[0] / lam)), key[1]))][0]
         result = fit_gram(
             G, B, yy, make_penalty(lam),
             W0=None if warm is None else warm.W,
             dual0=None if warm is None else warm.dual,
-            max_iter=max_iter, tol=tol, solver=solver, g_norm=g_norm,
+            max_iter=max_iter, tol=solve_tol, solver=solver, g_norm=g_norm,
         )  # fmt: skip
         count = count_nonzero(result.W, direction)
-        solved[lam] = (result, count)
+        solved[lam, solve_tol] = (result, count)
         trace.append((lam, count))
         bar.update(1)
         bar.set_postfix(lam=f"{lam:.3g}", nonzero=count)
         return count
 
-    try:
-        top = float(B.abs().max())
-        if top == 0:
-            raise ValueError("B = XᵀY is zero: no candidate explains the response (all-zero features?)")
-        if solve(top) >= k:  # a structured penalty can keep candidates above max|B|: double
+    def give_up_below(lam: float, solves: int) -> None:
+        """Raise if the walk down to ≥ k non-zero candidates, now at λ, cannot go on."""
+        most = max(c for _, c in trace)
+        if solves >= max_solves:
+            raise ValueError(
+                f"solve budget max_solves = {max_solves} spent with at most {most} of k = {k} candidate "
+                f"{direction} non-zero (λ = {lam:.3g}): raise max_solves"
+            )
+        if lam < top * LAMBDA_MIN_RATIO:
+            raise ValueError(
+                f"k = {k} unreachable: at most {most} of {n_candidates} candidate {direction} become non-zero "
+                f"(down to λ = {lam:.3g}); all-zero channels can never be kept, so lower k"
+            )
+
+    def path(count_at: Callable[[float], int]) -> tuple[float, float]:
+        """(lo, hi), count(lo) ≥ k > count(hi), walking down from max|B| (up by doubling if needed)."""
+        start = len(trace)
+        if count_at(top) >= k:  # a structured penalty can keep candidates above max|B|: double
             lo, hi = top, 2 * top
-            while solve(hi) >= k and len(trace) < max_solves:
+            while count_at(hi) >= k and len(trace) - start < max_solves:
                 lo, hi = hi, 2 * hi
-        else:
-            lo, hi = path_step(top, trace[-1][1], None, k), top
-            while solve(lo) < k:
-                most = max(c for _, c in trace)
-                if len(trace) >= max_solves:
-                    raise ValueError(
-                        f"solve budget max_solves = {max_solves} spent with at most {most} of k = {k} candidate "
-                        f"{direction} non-zero (λ = {lo:.3g}): raise max_solves"
-                    )
-                if lo < top * LAMBDA_MIN_RATIO:
-                    raise ValueError(
-                        f"k = {k} unreachable: at most {most} of {n_candidates} candidate {direction} become non-zero "
-                        f"(down to λ = {lo:.3g}); all-zero channels can never be kept, so lower k"
-                    )
-                lo, hi = path_step(lo, solved[lo][1], (hi, solved[hi][1]), k), lo
+            return lo, hi
+        lo, hi = path_step(top, count_at(top), None, k), top
+        while count_at(lo) < k:
+            give_up_below(lo, len(trace) - start)
+            lo, hi = path_step(lo, count_at(lo), (hi, count_at(hi)), k), lo
+        return lo, hi
+
+    def expand(count_at: Callable[[float], int], lam: float, step: float) -> tuple[float, float]:
+        """(lo, hi), count(lo) ≥ k > count(hi), from λ outward by steps of step, 2·step, 4·step… in log λ."""
+        start = len(trace)
+        if count_at(lam) == k:
+            return lam, lam
+        if count_at(lam) > k:
+            lo, hi = lam, lam * math.exp(step)
+            while count_at(hi) >= k and len(trace) - start < max_solves:
+                step *= 2
+                lo, hi = hi, hi * math.exp(step)
+            return lo, hi
+        lo, hi = lam * math.exp(-step), lam
+        while count_at(lo) < k:
+            give_up_below(lo, len(trace) - start)
+            step *= 2
+            lo, hi = lo * math.exp(-step), lo
+        return lo, hi
+
+    def bisect(count_at: Callable[[float], int], lo: float, hi: float) -> tuple[float, float]:
+        """Narrow (lo, hi) until count(lo) = k or the bracket is LAMBDA_REL_TOL wide."""
+        start = len(trace)
         last_side, streak = "", 0  # the same end moving twice in a row → plain bisection steps
-        while solved[lo][1] != k and len(trace) < max_solves and hi / lo > 1 + LAMBDA_REL_TOL:
-            c_lo, c_hi = solved[lo][1], solved[hi][1]
+        while count_at(lo) != k and len(trace) - start < max_solves and hi / lo > 1 + LAMBDA_REL_TOL:
+            c_lo, c_hi = count_at(lo), count_at(hi)
             frac = 0.5 if streak >= 2 else min(max((c_lo - k) / max(c_lo - c_hi, 1), 0.05), 0.95)
             lam = math.exp(math.log(lo) + frac * (math.log(hi) - math.log(lo)))
-            side = "lo" if solve(lam) >= k else "hi"
+            side = "lo" if count_at(lam) >= k else "hi"
             lo, hi = (lam, hi) if side == "lo" else (lo, lam)
             streak = streak + 1 if side == last_side else 1
             last_side = side
+        return lo, hi
+
+    try:
+        loose = phase_tols[0]
+        lo, hi = bisect(lambda lam: solve(lam, loose), *path(lambda lam: solve(lam, loose)))
+        if len(phase_tols) == 2:
+            # The tight count at lo moves by a few candidates: step out by as much at the loose bracket's slope.
+            c_lo, c_hi = solved[lo, loose][1], solved[hi, loose][1]
+            slope = max(c_lo - c_hi, 1) / math.log(hi / lo)  # candidates per unit of log λ
+            tight = lambda lam: solve(lam, tol)  # noqa: E731
+            step = max(2 / slope, math.log1p(LAMBDA_REL_TOL))
+            lo, hi = bisect(tight, *expand(tight, lo, step))
     finally:
         bar.close()
-    result, _ = solved[lo]
+    result, _ = solved[lo, phase_tols[-1]]
     scores = candidate_scores(result.W, direction)
     kept = torch.sort(torch.topk(scores, k).indices).values
     n_iter = sum(r.n_iter for r, _ in solved.values())

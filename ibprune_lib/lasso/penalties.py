@@ -210,7 +210,7 @@ class GraphLasso(Penalty):
         return self.graph.n_edges > 0 and self.gamma > 0
 
     def operator(self, W: torch.Tensor) -> torch.Tensor:
-        return (self._matrices(W)[0] @ W.T).mul_(self.gamma)
+        return self._matrices(W)[0] @ (W * self.gamma).T.contiguous()
 
     def adjoint(self, A: torch.Tensor) -> torch.Tensor:
         return (self._matrices(A)[1] @ A).mul_(self.gamma).T
@@ -396,7 +396,7 @@ class TreeLasso(Penalty):
         return not self.exact_prox and self._n_internal > 0
 
     def operator(self, W: torch.Tensor) -> torch.Tensor:
-        return (self._like(W)["K"] @ W.T).mul_(self.lam)
+        return self._like(W)["K"] @ (W * self.lam).T.contiguous()
 
     def adjoint(self, A: torch.Tensor) -> torch.Tensor:
         return (self._like(A)["Kt"] @ A).mul_(self.lam).T

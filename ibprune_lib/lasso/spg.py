@@ -19,7 +19,7 @@ Both stop when the exact, unsmoothed objective less its constant yy/2 changes by
 over a window of iterations (5; for primal-dual a quarter of the run, between 5 and 25) over which the sets
 of non-zero rows and columns of W stay the same up to 0.5 % (the support is what selection reads). Measured
 against F itself, the window would compare changes with yy/2, which at sparse solutions is nearly all of F.
-Primal-dual steps touch only the rows of W that have been non-zero during the solve (``_WorkingRows``). A
+Primal-dual steps touch only the rows of W non-zero in the iterate or recently (``_WorkingRows``). A
 last step zeroes rows whose removal lowers the exact objective (first-order methods leave such rows tiny
 rather than zero; the change is computed in float64), and the iterate with the best exact objective is
 returned. Everything runs on the device and dtype of G.
@@ -233,7 +233,9 @@ class _WorkingRows:
     of Kᵀ(A), where they are. So the solver iterates on the rows that have been non-zero during this solve
     only: their dual columns A_w (m, w), K(W_w) (m, w) and G's columns G_w (p, w), contiguous, so that one
     step is a few dense operations on (m, w) and one (p, w) × (w, q) product. A row that becomes non-zero
-    joins (rare: the support settles early); the set never shrinks within a solve.
+    joins; every PD_ADAPT_EVERY iterations the rows zero in the current iterate leave when they are a fifth
+    of the set (``shrink``). Early iterations of a solve warm-started far from its λ are often dense, and the
+    set would otherwise stay at their size.
     """
 
     def __init__(self, G: torch.Tensor, penalty: Penalty, W: torch.Tensor, A: torch.Tensor):
@@ -254,6 +256,22 @@ class _WorkingRows:
         self.rows = torch.cat([self.rows, new_rows])
         self.A_w = torch.cat([self.A_w, A_new], dim=1)
         self.KW_w = torch.cat([self.KW_w, self.penalty.operator(W[new_rows])], dim=1)
+        self.G_w = self.G[:, self.rows].contiguous()
+
+    def shrink(self, W: torch.Tensor) -> None:
+        """Drop the rows that are zero in the current iterate W when they are a fifth of the set or more.
+
+        Exact: a row that is zero in W and in the next iterate leaves its dual column where it is, and a row
+        that becomes non-zero again joins again, with the dual column it left behind.
+        """
+        live = (W[self.rows] != 0).any(dim=1)
+        if int(live.sum()) > 0.8 * len(self.rows):
+            return
+        self.full_dual()
+        self.outside_sq += float(self.A_w[:, ~live].square().sum())
+        self.rows = self.rows[live]
+        self.A_w = self.A_w[:, live].contiguous()
+        self.KW_w = self.KW_w[:, live].contiguous()
         self.G_w = self.G[:, self.rows].contiguous()
 
     def dual_norm(self) -> float:
@@ -281,7 +299,7 @@ def _primal_dual(G, B, penalty, W, GW, A, tracker, g_norm, max_iter, tol) -> tup
     Steps σ = ρ/‖K‖ and τ = 0.99/(λ_max(G)/2 + ρ‖K‖), so τ(λ_max(G)/2 + σ‖K‖²) < 1 as convergence needs.
     ρ tracks the scale ratio of dual and primal iterates (it balances their progress) every
     PD_ADAPT_EVERY iterations during the first PD_ADAPT_UNTIL, then stays fixed. Beyond the prox, a step
-    works on the rows of W non-zero so far only (``_WorkingRows``): the same iterates, at a fraction of the
+    works on the working rows of W only (``_WorkingRows``): the same iterates, at a fraction of the
     cost on the sparse solutions the λ search looks for.
     """
     k_norm = math.sqrt(penalty.operator_norm_sq())
@@ -291,6 +309,8 @@ def _primal_dual(G, B, penalty, W, GW, A, tracker, g_norm, max_iter, tol) -> tup
     for iteration in range(max_iter - len(tracker.trace)):
         if iteration and iteration % PD_ADAPT_EVERY == 0 and iteration <= PD_ADAPT_UNTIL:
             ratio = _step_ratio(W, work.dual_norm(), ratio)
+        if iteration % PD_ADAPT_EVERY == 0:
+            work.shrink(W)
         sigma = ratio / k_norm
         tau = 0.99 / (g_norm / 2 + ratio * k_norm)
         W_new = penalty.prox(W - tau * (GW - B + adjoint_A), tau)
