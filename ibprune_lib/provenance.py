@@ -16,14 +16,20 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+RESULT_FOLDERS_EXCLUDED = (":!results", ":!benchmarks/results")
+"""Pathspecs that ``git_commit`` leaves out of its dirty check."""
+
+
 def git_commit() -> str:
-    """The repository's HEAD commit, with ``+dirty`` when the work tree has uncommitted changes."""
+    """The repository's HEAD commit, with ``+dirty`` when tracked files outside the result folders
+    (``results/``, ``benchmarks/results/``: what runs write, not what they run) have uncommitted changes."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *RESULT_FOLDERS_EXCLUDED],
+            cwd=REPO_ROOT, capture_output=True, text=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

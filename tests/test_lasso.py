@@ -19,7 +19,7 @@ from ibprune_lib.lasso import (
     objective_gram,
 )
 from ibprune_lib.lasso import adaptive
-from ibprune_lib.lasso.adaptive import PATH_STEP_MAX, PATH_STEP_MIN, SEARCH_TOL, path_step
+from ibprune_lib.lasso.adaptive import PATH_STEP_MAX, PATH_STEP_MIN, PATH_STEP_MIN_FAR, SEARCH_TOL, path_step
 from ibprune_lib.lasso.spg import _WorkingRows
 from ibprune_lib.structure import Graph, cluster_tree, pearson_graph
 
@@ -209,11 +209,14 @@ def test_working_rows_that_leave_keep_their_dual_for_when_they_return():
     assert torch.equal(work.KW_w[:, 2], torch.zeros(3, dtype=torch.float64))
 
 
-def test_path_step_halves_until_the_count_grows_then_extrapolates_within_bounds():
+def test_path_step_halves_while_the_count_stays_then_extrapolates_within_bounds():
     assert path_step(1.0, 0, None, 10) == 0.5
-    assert path_step(0.5, 3, (1.0, 3), 10) == 0.25  # no growth: halve
-    # 4 candidates gained over log 2: k = 10 lies 6 further, past the longest step
-    assert path_step(0.5, 4, (1.0, 0), 10) == pytest.approx(0.5 * PATH_STEP_MIN)
+    assert path_step(0.5, 3, (1.0, 3), 10) == 0.25  # the same count: halve
+    assert path_step(0.5, 2, (1.0, 3), 10) == pytest.approx(0.5 * PATH_STEP_MIN_FAR)  # it fell: longest step
+    assert path_step(0.5, 7, (1.0, 8), 10) == pytest.approx(0.5 * PATH_STEP_MIN)
+    # 6 (4) candidates gained over log 2: k = 10 lies past the longest step, which is longer below k/2
+    assert path_step(0.5, 6, (1.0, 0), 10) == pytest.approx(0.5 * PATH_STEP_MIN)
+    assert path_step(0.5, 4, (1.0, 0), 10) == pytest.approx(0.5 * PATH_STEP_MIN_FAR)
     assert path_step(0.5, 50, (1.0, 0), 55) == pytest.approx(0.5 * math.exp(-5 * math.log(2) / 50))
     assert path_step(0.5, 999, (1.0, 0), 1000) == pytest.approx(0.5 * PATH_STEP_MAX)
 

@@ -2,9 +2,9 @@
 
 A candidate is a row of W (``direction="rows"``: an input channel of the regression) or a column
 (``"columns"``: a response channel). Start from λ = max|B| (λ_max of the plain lasso: W = 0 there) and walk
-down a path until at least k candidates are non-zero: while the count does not grow λ halves; once it grows,
+down a path until at least k candidates are non-zero: while the count stays the same λ halves; once it grows,
 the next λ extrapolates the last two counts linearly in log λ to k, by a factor within [PATH_STEP_MIN,
-PATH_STEP_MAX]. Short steps keep every warm start close and the solves sparse: a solve past k on a dense
+PATH_STEP_MAX] ([PATH_STEP_MIN_FAR, PATH_STEP_MAX] while fewer than k/2 are non-zero). Short steps keep every warm start close and the solves sparse: a solve past k on a dense
 support costs many times one just short of it. If a structured penalty keeps k already at max|B|, λ doubles
 until fewer remain. Then bisect on log λ between the largest λ with ≥ k non-zero and the smallest with < k
 (the next λ interpolates the counts linearly in log λ; plain bisection when one end keeps moving). Every
@@ -38,8 +38,10 @@ LAMBDA_MIN_RATIO = 1e-6
 """The search gives up (k unreachable) below max|B| · LAMBDA_MIN_RATIO."""
 
 PATH_STEP_MIN = 0.85
+PATH_STEP_MIN_FAR = 0.6
 PATH_STEP_MAX = 0.99
-"""Bounds of the factor by which λ shrinks along the path once the count grows."""
+"""Bounds of the factor by which λ shrinks along the path once the count grows: down to PATH_STEP_MIN_FAR
+while fewer than k/2 candidates are non-zero (sparse solves, no overshoot in reach), else PATH_STEP_MIN."""
 
 SEARCH_TOL = 1e-3
 """The solver's relative tolerance while the search brackets λ (when the caller asks for a tighter one):
@@ -112,14 +114,18 @@ def path_step(lam: float, count: int, previous: tuple[float, int] | None, k: int
         k: the count sought.
 
     Returns:
-        lam / 2 while the count does not grow; else the λ at which the counts of the last two solves,
-        linear in log λ, reach k, but no further than lam·PATH_STEP_MIN and no nearer than lam·PATH_STEP_MAX.
+        lam / 2 while the count stays the same; the longest step when it fell; else the λ at
+        which the counts of the last two solves, linear in log λ, reach k, but no further than
+        lam·PATH_STEP_MIN (lam·PATH_STEP_MIN_FAR while count < k/2) and no nearer than lam·PATH_STEP_MAX.
     """
-    if previous is None or count <= previous[1]:
+    longest = PATH_STEP_MIN_FAR if 2 * count < k else PATH_STEP_MIN
+    if previous is None or count == previous[1]:
         return lam / 2
+    if count < previous[1]:  # loose solves' counts wobble by a few
+        return lam * longest
     growth = (count - previous[1]) / math.log(previous[0] / lam)  # candidates gained per unit of log λ
     factor = math.exp(-(k - count) / growth)
-    return lam * min(max(factor, PATH_STEP_MIN), PATH_STEP_MAX)
+    return lam * min(max(factor, longest), PATH_STEP_MAX)
 
 
 def _gram_parts(problem: Any) -> tuple[torch.Tensor, torch.Tensor, float]:
