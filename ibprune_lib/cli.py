@@ -203,7 +203,9 @@ def _experiments(args) -> int:
         for cell in grid.select(args.cell):
             target = (f"flops {cell.target_flops}" if cell.target_flops is not None else f"params {cell.target_params}")
             print(f"{cell.id:<32} {cell.model:<10} {cell.method:<7} {cell.widths:<9} {target:<18} "
-                  f"seeds {list(cell.seeds)} kernel {cell.kernel} bs {cell.batch_size} skip {cell.skip_first}")
+                  f"seeds {list(cell.seeds)} kernel {cell.kernel} bs {cell.batch_size} skip {cell.skip_first}"
+                  + (" raw maps" if not cell.use_gram else "") + (" columns" if cell.direction == "columns" else "")
+                  + (f" fine-tune {cell.finetune_epochs} epochs" if cell.finetune_epochs else ""))
         return 0
     if args.action == "status":
         states = {cell.id: grid.state(cell) for cell in grid.cells}

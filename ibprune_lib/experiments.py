@@ -47,6 +47,12 @@ from .train import TrainConfig, evaluate, fit, recalibrate_batchnorm
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 SCALES = ("smoke", "cpu", "paper")
 CODE_COMMIT = git_commit()  # the code this process runs, even if HEAD moves while a long grid trains
+LATER_FIELDS = {"use_gram": True, "finetune_epochs": None}
+"""Cell fields added after Table 1's first cells were committed, with their defaults (see ``Cell.id``)."""
+
+RAW_MAP_METHODS = ("sglp", "stlp", "lasso")
+"""The methods that can regress the raw feature maps instead of Gram matrices (``Cell.use_gram=False``)."""
+
 PRESETS = {"paper": {}}  # the paper's stated settings; named presets from the settings study join here
 
 
@@ -69,6 +75,8 @@ class Cell:
         min_width: ITPruner's lower bound on a layer's keep ratio.
         direction: ``rows`` or ``columns``.
         preset: named selection settings (:data:`PRESETS`).
+        use_gram: regress centred Gram matrices (the method) or the raw feature maps (an ablation).
+        finetune_epochs: fine-tuning epochs instead of the scale's recipe (the ablations' short protocol).
     """
 
     model: str
@@ -85,11 +93,19 @@ class Cell:
     min_width: float | None = None
     direction: str = "rows"
     preset: str = "paper"
+    use_gram: bool = True
+    finetune_epochs: int | None = None
 
     @property
     def id(self) -> str:
-        """``<model>-<method>[-<widths>]-<8 hex digits of the content's SHA-256>``."""
-        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+        """``<model>-<method>[-<widths>]-<8 hex digits of the content's SHA-256>``.
+
+        Fields added after the first cells were committed (LATER_FIELDS) count only when they differ from
+        their defaults, so the ids of those cells, and the results filed under them, stay.
+        """
+        content = {key: value for key, value in asdict(self).items()
+                   if key not in LATER_FIELDS or value != LATER_FIELDS[key]}  # fmt: skip
+        digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
         widths = "" if self.widths == "uniform" else f"-{self.widths}"
         return f"{self.model}-{self.method}{widths}-{digest}"
 
@@ -100,6 +116,11 @@ class Cell:
             raise ValueError(f"cell {self.id}: unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
         if not self.seeds:
             raise ValueError(f"cell {self.id}: needs at least one calibration seed")
+        epochs = self.finetune_epochs
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+            raise ValueError(f"cell {self.id}: finetune_epochs must be an int >= 1 or None, got {epochs!r}")
+        if not self.use_gram and self.method not in RAW_MAP_METHODS:
+            raise ValueError(f"cell {self.id}: use_gram=False is for {', '.join(RAW_MAP_METHODS)}, not {self.method}")
 
     def weights_path(self) -> Path:
         """The weights file this cell starts from, resolved on this machine."""
@@ -412,7 +433,7 @@ def run_cell(
         result = prune(
             model, name, images, method=cell.method, target_flops=cell.target_flops, target_params=cell.target_params,
             kernel=cell.kernel, skip_first=cell.skip_first, widths=cell.widths, direction=cell.direction, seed=seed,
-            min_width=cell.min_width, progress=progress, **PRESETS[cell.preset],
+            min_width=cell.min_width, progress=progress, use_gram=cell.use_gram, **PRESETS[cell.preset],
         )
         pruned = result.model
         top1_pruned = evaluate(pruned, x_test, y_test, name, progress=False)
@@ -437,7 +458,8 @@ def run_cell(
     tic = time.perf_counter()
     finetuned, _ = load_model(pruned_file)
     finetuned.to(device)
-    config = TrainConfig(**{**asdict(protocol.finetune), "model": name, "seed": seeds[0]})
+    epochs = cell.finetune_epochs or protocol.finetune.epochs
+    config = TrainConfig(**{**asdict(protocol.finetune), "model": name, "seed": seeds[0], "epochs": epochs})
     history = fit(finetuned, data, config, checkpoint=work / "finetune.pt", test_subset=protocol.monitor_images,
                   progress=progress)
     top1_finetuned = evaluate(finetuned, x_test, y_test, name, progress=False)
@@ -472,7 +494,7 @@ def run_cell(
         },
         "selection_seconds": _mean_spread([r["selection_seconds"] for r in records]),
         "seeds": records,
-        "finetune": {"history": history.history, "wall_seconds": history.wall_seconds},
+        "finetune": {"epochs": epochs, "history": history.history, "wall_seconds": history.wall_seconds},
         "seconds": {**stages["seconds"], "per_seed": [r["seconds"] for r in records], "finetune": finetune_seconds,
                     "total": stages["seconds"].get("unpruned_eval", 0.0) + sum(r["seconds"] for r in records)
                     + finetune_seconds},

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from ibprune_lib.experiments import Cell, Grid, _try_lock, load_table
+from ibprune_lib.provenance import REPO_ROOT
 
 TABLE = '''
 from ibprune_lib.experiments import Cell
@@ -50,6 +51,40 @@ def test_cell_id_is_stable_and_follows_the_content():
     assert cell.id == Cell("resnet56", weights="weights:w.th", method="l1", target_flops=0.5).id
     assert cell.id.startswith("resnet56-l1-")
     assert cell.id != Cell("resnet56", weights="weights:w.th", method="l1", target_flops=0.5, seeds=(0,)).id
+    assert cell.id != Cell("resnet56", weights="weights:w.th", method="l1", target_flops=0.5, finetune_epochs=3).id
+
+
+def test_fields_added_later_keep_the_ids_of_committed_cells():
+    committed = {path.stem for path in (REPO_ROOT / "results/cpu/table1").glob("*.json")}
+    assert committed and committed <= {cell.id for cell in load_table("table1", "cpu")}
+
+
+def test_a_bad_ablation_cell_is_refused():
+    with pytest.raises(ValueError, match="finetune_epochs must be an int >= 1"):
+        Cell("vgg16", weights="w.pt", method="sglp", target_params=0.15, finetune_epochs=0).check()
+    with pytest.raises(ValueError, match="use_gram=False is for sglp, stlp, lasso, not apib"):
+        Cell("vgg16", weights="w.pt", method="apib", target_params=0.15, use_gram=False).check()
+
+
+def test_the_ablations_smoke_cell_regresses_raw_maps_and_fine_tunes_for_its_own_epochs(tmp_path, shared_weights):
+    done = run_cli("experiments", "run", "ablations", *grid_args(Path("ablations.py"), tmp_path)[1:])
+    assert done.returncode == 0, done.stderr
+    (result_file,) = (tmp_path / "results" / "smoke" / "ablations").glob("*.json")
+    result = json.loads(result_file.read_text())
+    assert result["cell"]["use_gram"] is False and result["cell"]["method"] == "stlp"
+    assert result["finetune"]["epochs"] == 1 == len(result["finetune"]["history"])
+    assert result["protocol"]["finetune"]["epochs"] != 1
+
+
+def test_ablations_sweep_one_setting_at_a_time_from_table1s_vgg16_cell():
+    cells = load_table("ablations", "cpu")
+    base = next(c for c in load_table("table1", "cpu") if c.model == "vgg16" and c.method == "sglp")
+    varied = {key for c in cells if c.method == "sglp" for key in ("kernel", "batch_size", "skip_first", "use_gram",
+              "direction", "target_params", "target_flops") if getattr(c, key) != getattr(base, key)}  # fmt: skip
+    assert varied == {"kernel", "batch_size", "skip_first", "use_gram", "direction", "target_params", "target_flops"}
+    assert all(c.finetune_epochs == 3 and c.model == "vgg16" for c in cells)
+    assert all(sum(getattr(c, key) != getattr(base, key) for key in ("kernel", "batch_size", "skip_first", "use_gram",
+               "direction")) <= 1 for c in cells)  # fmt: skip
 
 
 def test_table1_declares_every_method_on_every_network():

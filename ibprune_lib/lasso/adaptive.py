@@ -4,8 +4,9 @@ A candidate is a row of W (``direction="rows"``: an input channel of the regress
 (``"columns"``: a response channel). Start from λ = max|B| (λ_max of the plain lasso: W = 0 there) and walk
 down a path until at least k candidates are non-zero: while the count stays the same λ halves; once it grows,
 the next λ extrapolates the last two counts linearly in log λ to k, by a factor within [PATH_STEP_MIN,
-PATH_STEP_MAX] ([PATH_STEP_MIN_FAR, PATH_STEP_MAX] while fewer than k/2 are non-zero). Short steps keep every warm start close and the solves sparse: a solve past k on a dense
-support costs many times one just short of it. If a structured penalty keeps k already at max|B|, λ doubles
+PATH_STEP_MAX] ([PATH_STEP_MIN_FAR, PATH_STEP_MAX] while fewer than k/2 are non-zero). Short steps keep every
+warm start close and the solves sparse: a solve past k on a dense support costs many times one just short of
+it. If a structured penalty keeps k already at max|B|, λ doubles
 until fewer remain. Then bisect on log λ between the largest λ with ≥ k non-zero and the smallest with < k
 (the next λ interpolates the counts linearly in log λ; plain bisection when one end keeps moving). Every
 solve is warm-started from the solution at the nearest λ already solved. Stops at exactly k; if the count
