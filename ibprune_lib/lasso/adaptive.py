@@ -6,12 +6,11 @@ down a path until at least k candidates are non-zero: while the count stays the 
 the next λ extrapolates the last two counts linearly in log λ to k, by a factor within [PATH_STEP_MIN,
 PATH_STEP_MAX] ([PATH_STEP_MIN_FAR, PATH_STEP_MAX] while fewer than k/2 are non-zero). Short steps keep every
 warm start close and the solves sparse: a solve past k on a dense support costs many times one just short of
-it. If a structured penalty keeps k already at max|B|, λ doubles
-until fewer remain. Then bisect on log λ between the largest λ with ≥ k non-zero and the smallest with < k
-(the next λ interpolates the counts linearly in log λ; plain bisection when one end keeps moving). Every
-solve is warm-started from the solution at the nearest λ already solved. Stops at exactly k; if the count
-jumps over k, or the solve budget runs out, the nearest λ with ≥ k non-zero candidates is taken and its
-top k by score are kept.
+it. If a structured penalty keeps k already at max|B|, λ doubles until fewer remain. Then bisect on log λ
+between the largest λ with ≥ k non-zero and the smallest with < k (the next λ interpolates the counts
+linearly in log λ; plain bisection when one end keeps moving). Every solve is warm-started from the solution
+at the nearest λ already solved. Stops at exactly k; if the count jumps over k, or the solve budget runs out,
+the nearest λ with ≥ k non-zero candidates is taken and its top k by score are kept.
 
 All of this runs on loose solves (SEARCH_TOL) when the caller asks for a tighter tolerance: their counts
 are within a few candidates of the converged ones at a fraction of the iterations. The λ found is then

@@ -230,7 +230,7 @@ class _WorkingRows:
     """The rows of W a primal-dual solve has touched, with their dual columns, kept contiguous.
 
     K acts row by row (``penalties``): a row of W that is and stays zero leaves its dual column, and its row
-    of Kᵀ(A), where they are. So the solver iterates on the rows that have been non-zero during this solve
+    of Kᵀ(A), where they are. So the solver iterates on the rows non-zero in the iterate or recently
     only: their dual columns A_w (m, w), K(W_w) (m, w) and G's columns G_w (p, w), contiguous, so that one
     step is a few dense operations on (m, w) and one (p, w) × (w, q) product. A row that becomes non-zero
     joins; every PD_ADAPT_EVERY iterations the rows zero in the current iterate leave when they are a fifth
