@@ -29,7 +29,7 @@ import json
 import os
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -47,8 +47,8 @@ from .train import TrainConfig, evaluate, fit, recalibrate_batchnorm
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 SCALES = ("smoke", "cpu", "paper")
 CODE_COMMIT = git_commit()  # the code this process runs, even if HEAD moves while a long grid trains
-LATER_FIELDS = {"use_gram": True, "finetune_epochs": None}
-"""Cell fields added after Table 1's first cells were committed, with their defaults (see ``Cell.id``)."""
+LATER_FIELDS = ("use_gram", "finetune_epochs")
+"""Cell fields added after Table 1's first cells were committed: at their defaults they stay out of ``Cell.id``."""
 
 RAW_MAP_METHODS = ("sglp", "stlp", "lasso")
 """The methods that can regress the raw feature maps instead of Gram matrices (``Cell.use_gram=False``)."""
@@ -103,8 +103,9 @@ class Cell:
         Fields added after the first cells were committed (LATER_FIELDS) count only when they differ from
         their defaults, so the ids of those cells, and the results filed under them, stay.
         """
+        defaults = {f.name: f.default for f in fields(self)}
         content = {key: value for key, value in asdict(self).items()
-                   if key not in LATER_FIELDS or value != LATER_FIELDS[key]}  # fmt: skip
+                   if key not in LATER_FIELDS or value != defaults[key]}  # fmt: skip
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
         widths = "" if self.widths == "uniform" else f"-{self.widths}"
         return f"{self.model}-{self.method}{widths}-{digest}"
