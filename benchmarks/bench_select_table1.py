@@ -41,7 +41,7 @@ def main() -> None:
         budget = {key: getattr(first, key) for key in ("target_flops", "target_params") if getattr(first, key)}
         methods = {}
         for method, cell in cells.items():
-            report = prune(model.eval(), model_name, images, method=method, kernel=cell.kernel,
+            report = prune(model.eval(), images, method=method, kernel=cell.kernel, model_name=model_name,
                            skip_first=cell.skip_first, **budget).report  # fmt: skip
             methods[method] = {
                 "selection_seconds": round(report["seconds"]["selection"], 2),

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": {},
     }
     for method in args.methods:
-        result = prune(model, "resnet56", images, method=method, target_flops=args.target_flops, kernel=args.kernel,
+        result = prune(model, images, method=method, target_flops=args.target_flops, kernel=args.kernel,
                        skip_first=args.skip_first, seed=args.seed)
         report = result.report
         payload["results"][method] = {

@@ -137,7 +137,7 @@ def calibration(
     """
     from .data import calibration_batch, load_cifar, normalise
 
-    data = load_cifar("cifar10")
+    data = load_cifar("cifar10", download=True)
     images, labels = calibration_batch(data.x_train, data.y_train, batch_size, seed, class_balanced=True)
     if sort_by_class:
         order = torch.argsort(labels, stable=True)

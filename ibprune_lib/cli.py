@@ -16,9 +16,71 @@ from .runtime import keep_freed_memory
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "cifar100"), help="default: cifar10")
-    parser.add_argument("--data", default=None, help="dataset folder (default: $IBPRUNE_DATA or data/)")
-    parser.add_argument("--download", action="store_true", help="let torchvision download the dataset if missing")
+    parser.add_argument("--dataset", default=None, choices=("cifar10", "cifar100"), help="default: cifar10")
+    parser.add_argument("--data", default=None, help="CIFAR's folder (default: $IBPRUNE_DATA or data/)")
+    parser.add_argument("--download", action="store_true", help="let torchvision download CIFAR if missing")
+    parser.add_argument("--data-folder", default=None, metavar="PATH",
+                        help="your own images instead of CIFAR: PATH/train/<class>/* and PATH/val/<class>/* "
+                             "(torchvision's ImageFolder layout), read into memory")
+    parser.add_argument("--image-size", type=int, default=None, metavar="N",
+                        help="with --data-folder: resize and centre-crop every image to N×N (default: keep the "
+                             "files' size, which must then be square and common)")
+    parser.add_argument("--normalization", type=_normalization, default=None,
+                        help="input normalisation: imagenet (default; the zoo's and torchvision's), cifar, or "
+                             "MEAN,MEAN,MEAN/STD,STD,STD in [0, 1] units")
+
+
+def _normalization(text: str) -> str | tuple:
+    """``--normalization``: a name of ``data.NORMALIZATIONS`` or ``m,m,m/s,s,s``."""
+    from .data import NORMALIZATIONS, mean_std_for
+
+    if text in NORMALIZATIONS:
+        return text
+    try:
+        return mean_std_for(tuple(tuple(float(v) for v in part.split(",")) for part in text.split("/")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: choose {', '.join(NORMALIZATIONS)} or MEAN,MEAN,MEAN/STD,STD,STD (e.g. 0.5,0.5,0.5/0.2,0.2,0.2)"
+        ) from None
+
+
+def _model_name(text: str) -> str:
+    """``--model``: a zoo name, ``torchvision:NAME`` or ``package.module:factory`` that imports."""
+    from .models import MODEL_NAMES, is_model_name, model_factory
+
+    if not is_model_name(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: choose one of {', '.join(MODEL_NAMES)}, torchvision:NAME or package.module:factory"
+        )
+    if ":" in text:
+        try:
+            model_factory(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage block): the message, and where the help is."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+
+
+MODEL_HELP = "a zoo name ({}), torchvision:NAME (e.g. torchvision:resnet18) or package.module:factory"
+
+
+def _load_data(args):
+    """The dataset the flags name: ``--data-folder``'s images, or CIFAR."""
+    from .data import load_cifar, load_image_folder
+
+    if args.data_folder is not None:
+        if args.dataset is not None or args.data is not None or args.download:
+            raise ValueError("--data-folder replaces CIFAR: drop --dataset, --data and --download")
+        return load_image_folder(args.data_folder, args.image_size)
+    if args.image_size is not None:
+        raise ValueError("--image-size applies to --data-folder images; CIFAR's are 32×32: drop it")
+    return load_cifar(args.dataset or "cifar10", args.data, args.download)
 
 
 # Library errors name Python parameters; the command line names its flags instead.
@@ -33,13 +95,13 @@ def _add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args) -> int:
-    from .data import load_cifar
     from .models import get_model, load_weights
     from .provenance import provenance, save_json, save_torch
     from .train import TrainConfig, evaluate, fit, resolve_device
 
     device = resolve_device(args.device)
-    data = load_cifar(args.dataset, args.data, args.download)
+    data = _load_data(args)
+    normalization = args.normalization or "imagenet"
     config = TrainConfig(
         model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
@@ -53,15 +115,18 @@ def _train(args) -> int:
     model.to(device)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = fit(model, data, config, checkpoint=out / "checkpoint.pt", test_subset=args.test_subset)
+    result = fit(model, data, config, checkpoint=out / "checkpoint.pt", test_subset=args.test_subset,
+                 normalization=normalization)
     weights = {k: v.cpu().half() if v.is_floating_point() else v.cpu() for k, v in model.state_dict().items()}
-    weights_file = save_torch(out / f"{args.model}.pt", {"state_dict": weights, "config": asdict(config)})
+    file_name = re.sub(r"[^\w.-]", "_", args.model) + ".pt"
+    weights_file = save_torch(out / file_name, {"state_dict": weights, "config": asdict(config)})
     reloaded = load_weights(get_model(args.model, data.num_classes), weights_file).to(device)
     n = args.test_subset or len(data.x_test)
-    fp16_top1 = evaluate(reloaded, data.x_test[:n], data.y_test[:n], args.model)
+    fp16_top1 = evaluate(reloaded, data.x_test[:n], data.y_test[:n], normalization)
     log = {
         "model": args.model, "dataset": data.label, "config": asdict(config), "history": result.history,
-        "test_top1_final": result.test_top1, "test_top1_fp16_file": fp16_top1, "test_images": n,
+        "normalization": normalization, "test_top1_final": result.test_top1, "test_top1_fp16_file": fp16_top1,
+        "test_images": n,
         "wall_seconds": result.wall_seconds, "provenance": provenance(command=" ".join(sys.argv)),
     }
     save_json(out / "log.json", log)
@@ -71,16 +136,17 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from .data import load_cifar
     from .models import load_model
     from .train import evaluate, resolve_device
 
+    _check_at_least(("--test-subset", args.test_subset, 1))
     device = resolve_device(args.device)
-    data = load_cifar(args.dataset, args.data, args.download)
-    model, name = load_model(args.weights, args.model, data.num_classes)
+    data = _load_data(args)
+    model, name, _, saved_normalization = load_model(args.weights, args.model, data.num_classes)
     model.to(device)
     n = args.test_subset or len(data.x_test)
-    top1 = evaluate(model.to(memory_format=torch.channels_last), data.x_test[:n], data.y_test[:n], name)
+    top1 = evaluate(model.to(memory_format=torch.channels_last), data.x_test[:n], data.y_test[:n],
+                    args.normalization or saved_normalization)
     print(f"{name}: {data.label} test top-1 {top1:.2f}% on {n} images")
     return 0
 
@@ -89,28 +155,39 @@ def _count(args) -> int:
     from .counting import count, latency
     from .models import get_model, input_size, load_model
 
+    _check_at_least(("--input-size", args.input_size, 8), ("--num-classes", args.num_classes, 1))
     if args.weights:
-        model, name = load_model(args.weights, args.model, args.num_classes)
+        model, name, size, _ = load_model(args.weights, args.model, args.num_classes)
     else:
         name = args.model
-        model = get_model(name, args.num_classes)
-    counts = count(model, input_size(name))
-    print(f"{name}: {counts} [{counts.macs:,} MACs, {counts.params:,} params, "
+        model, size = get_model(name, args.num_classes), input_size(name)
+    if args.input_size is not None:
+        size = (3, args.input_size, args.input_size)
+    if size is None:
+        raise ValueError(f"the input size of {name} is unknown: pass --input-size N (its images are N×N)")
+    counts = count(model, size)
+    print(f"{name} at {size[1]}×{size[2]}: {counts} [{counts.macs:,} MACs, {counts.params:,} params, "
           f"{counts.params_without_norm:,} without batch norm; thop convention]")
     if args.latency:
         for batch_size in (1, 64):
-            timing = latency(model, batch_size, input_size(name), threads=args.threads)
+            timing = latency(model, batch_size, size, threads=args.threads)
             print(f"  CPU latency, batch {batch_size}: {timing.median_ms:.2f} ms "
                   f"(median of {timing.repeats}, {timing.threads} threads)")
     return 0
 
 
+def _check_at_least(*checks: tuple[str, int | None, int]) -> None:
+    """Raise a one-line error for the first (flag, value, lowest) whose given value is below its lowest."""
+    for flag, value, low in checks:
+        if value is not None and value < low:
+            raise ValueError(f"{flag} must be >= {low}, got {value}")
+
+
 def _prune(args) -> int:
-    from .data import NUM_CLASSES, calibration_batch, load_cifar
+    from .data import calibration_batch
     from .models import load_model, save_model
-    from .provenance import save_json
+    from .provenance import check_output_file, save_json
     from .pruning import finetune, prune
-    from .provenance import check_output_file
     from .pruning.pipeline import check_options
     from .selection import METHODS as IB_METHODS
     from .train import evaluate, recalibrate_batchnorm, resolve_device
@@ -122,38 +199,39 @@ def _prune(args) -> int:
                          f"drop it for --method {args.method}")
     args.kernel = args.kernel or "laplacian"
     check_options(args.method, args.kernel, args.direction, args.widths, args.target_params, args.target_flops)
-    for flag, value, low in (("--finetune-epochs", args.finetune_epochs, 0), ("--test-subset", args.test_subset, 0),
-                             ("--batch-size", args.batch_size, 2), ("--skip-first", args.skip_first, 0)):
-        if value is not None and value < low:
-            raise ValueError(f"{flag} must be >= {low}, got {value}")
+    _check_at_least(("--finetune-epochs", args.finetune_epochs, 0), ("--test-subset", args.test_subset, 0),
+                    ("--batch-size", args.batch_size, 2), ("--skip-first", args.skip_first, 0))
     if args.recalibrate_bn is not None and args.recalibrate_bn < 1:
         raise ValueError(f"--recalibrate-bn must be >= 1 batch, got {args.recalibrate_bn}; leave the flag out to skip it")
     out = Path(args.out)
     check_output_file(out, "--out")
     check_output_file(Path(f"{out}.json"), "--out")
     device = resolve_device(args.device)
-    model, name = load_model(args.weights, args.model, NUM_CLASSES[args.dataset])
+    data = _load_data(args)
+    model, name, _, saved_normalization = load_model(args.weights, args.model, data.num_classes)
+    normalization = args.normalization or saved_normalization
     model.to(device)
-    data = load_cifar(args.dataset, args.data, args.download)
     if args.batch_size > len(data.x_train):
         raise ValueError(f"--batch-size must be at most the {len(data.x_train)} training images, got {args.batch_size}")
     images, _ = calibration_batch(data.x_train, data.y_train, args.batch_size, args.seed)
     result = prune(
-        model, name, images, method=args.method, target_params=args.target_params, target_flops=args.target_flops,
+        model, images, method=args.method, target_params=args.target_params, target_flops=args.target_flops,
         kernel=args.kernel, skip_first=args.skip_first, widths=args.widths, direction=args.direction, seed=args.seed,
-        beta=args.beta, min_width=args.min_width,
+        beta=args.beta, min_width=args.min_width, normalization=normalization, model_name=name,
     )
     report = result.report
     report["settings"]["weights"] = str(args.weights)
+    report["settings"]["data"] = data.label
     report["provenance"]["command"] = " ".join(sys.argv)
     n = args.test_subset or len(data.x_test)
-    test = lambda m: evaluate(m, data.x_test[:n], data.y_test[:n], name)  # noqa: E731
+    test = lambda m: evaluate(m, data.x_test[:n], data.y_test[:n], normalization)  # noqa: E731
     stages = report["stages"] = {}
     if args.test_subset != 0:
         stages["unpruned"], stages["pruned"] = test(model), test(result.model)
         report["test_images"] = n
     if args.recalibrate_bn:
-        if recalibrate_batchnorm(result.model, data.x_train, name, args.recalibrate_bn, 128, args.seed, progress=True):
+        if recalibrate_batchnorm(result.model, data.x_train, normalization, args.recalibrate_bn, 128, args.seed,
+                                 progress=True):
             report["settings"]["recalibrate_bn_batches"] = args.recalibrate_bn
             if args.test_subset != 0:
                 stages["recalibrated"] = test(result.model)
@@ -164,34 +242,58 @@ def _prune(args) -> int:
         if checkpoint.is_file():
             print(f"resuming the fine-tuning from {checkpoint}")
         history = finetune(result.model, data, name, args.finetune_epochs, lr=args.finetune_lr, seed=args.seed,
-                           checkpoint=checkpoint, test_subset=args.test_subset or None, precision=args.precision)
+                           checkpoint=checkpoint, test_subset=args.test_subset or None, precision=args.precision,
+                           normalization=normalization)
         report["finetune"] = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "precision": args.precision,
                               "history": history.history}
         if args.test_subset != 0:
             stages["finetuned"] = test(result.model)
     if stages:
         report["test_top1"] = list(stages.values())[-1]
-
-    print(f"{'layer':<24} {'kept':>11} {'lambda':>10} {'solves':>6} {'seconds':>8}")
-    for layer in report["layers"]:
-        lam = "-" if layer["lam"] is None else f"{layer['lam']:.3g}"
-        solves = "-" if layer["n_solves"] is None else str(layer["n_solves"])
-        print(f"{layer['name']:<24} {layer['kept']:>5}/{layer['channels']:<5} {lam:>10} {solves:>6} {layer['seconds']:>8.2f}")
-    totals = report["totals"]
-    print(f"{name} {args.method}: {totals['macs_before'] / 1e6:.2f}M -> {totals['macs_after'] / 1e6:.2f}M MACs "
-          f"({100 * totals['macs_ratio']:.1f}% kept), {totals['params_before'] / 1e6:.3f}M -> "
-          f"{totals['params_after'] / 1e6:.3f}M params ({100 * totals['params_ratio']:.1f}% kept)")
-    labels = {"unpruned": "unpruned", "pruned": "right after pruning",
-              "recalibrated": f"after BatchNorm recalibration ({args.recalibrate_bn} batches)",
-              "finetuned": f"after {args.finetune_epochs} fine-tuning epochs"}
-    for stage, top1 in stages.items():
-        print(f"test top-1 {labels[stage]:<44} {top1:6.2f}% on {n} images")
-    save_model(result.model.cpu(), out, name, report=report)
+    _print_report(report, name, args, n)
+    save_model(result.model.cpu(), out, name, size=tuple(report["input_size"]), normalization=normalization,
+               report=report)
     save_json(f"{out}.json", report)
     if args.finetune_epochs:
         checkpoint.unlink(missing_ok=True)
     print(f"wrote {out} and {out}.json")
     return 0
+
+
+KEPT_WHOLE_SHOWN = 12
+"""How many of the convs kept whole the prune summary lists (the report file lists them all)."""
+
+
+def _print_report(report: dict, name: str, args, test_images: int) -> None:
+    """The per-layer table, the layers kept whole and why, the totals and every stage's top-1."""
+    print(f"{'layer':<24} {'kept':>11} {'lambda':>10} {'solves':>6} {'seconds':>8}")
+    for layer in report["layers"]:
+        lam = "-" if layer["lam"] is None else f"{layer['lam']:.3g}"
+        solves = "-" if layer["n_solves"] is None else str(layer["n_solves"])
+        print(f"{layer['name']:<24} {layer['kept']:>5}/{layer['channels']:<5} {lam:>10} {solves:>6} {layer['seconds']:>8.2f}")
+    if report["kept_whole"]:
+        print(f"kept whole ({len(report['kept_whole'])} convs):")
+        shown = list(report["kept_whole"].items())[:KEPT_WHOLE_SHOWN]
+        for conv, reason in shown:
+            print(f"  {conv:<22} {reason}")
+        if len(report["kept_whole"]) > len(shown):
+            print(f"  ... and {len(report['kept_whole']) - len(shown)} more, all in {args.out}.json")
+    totals = report["totals"]
+    print(f"{name} {args.method}: {totals['macs_before'] / 1e6:.2f}M -> {totals['macs_after'] / 1e6:.2f}M MACs "
+          f"({100 * totals['macs_ratio']:.1f}% kept), {totals['params_before'] / 1e6:.3f}M -> "
+          f"{totals['params_after'] / 1e6:.3f}M params ({100 * totals['params_ratio']:.1f}% kept)")
+    if "planned" in totals:
+        print(f"note: the budget is not met: layers without signal were kept whole (planned "
+              f"{totals['planned']['macs'] / 1e6:.2f}M MACs, {totals['planned']['params'] / 1e6:.3f}M params)")
+    labels = {"unpruned": "unpruned", "pruned": "right after pruning",
+              "recalibrated": f"after BatchNorm recalibration ({args.recalibrate_bn} batches)",
+              "finetuned": f"after {args.finetune_epochs} fine-tuning epochs"}
+    for stage, top1 in report["stages"].items():
+        print(f"test top-1 {labels[stage]:<44} {top1:6.2f}% on {test_images} images")
+    if not args.finetune_epochs:
+        print("hint: a pruned network recovers its accuracy by fine-tuning: rerun with --finetune-epochs N (the "
+              "papers fine-tune for 30-300 epochs)" + ("" if args.recalibrate_bn else
+                                                      "; --recalibrate-bn is a quick, training-free first estimate"))
 
 
 def _experiments(args) -> int:
@@ -232,11 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     from .pruning import METHODS, WIDTHS
     from .train import PRECISIONS, SCHEDULES
 
-    parser = argparse.ArgumentParser(prog="ibprune", description=__doc__)
+    parser = OneLineErrorParser(prog="ibprune", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a model from scratch (or from --init) on CIFAR")
-    train.add_argument("--model", required=True, choices=MODEL_NAMES)
+    train = commands.add_parser("train",
+                                help="train a model from scratch (or from --init) on CIFAR or your --data-folder")
+    train.add_argument("--model", required=True, type=_model_name, help=MODEL_HELP.format(", ".join(MODEL_NAMES)))
     train.add_argument("--epochs", type=int, default=200)
     train.add_argument("--batch-size", type=int, default=128)
     train.add_argument("--lr", type=float, default=0.1)
@@ -256,8 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_arguments(train)
     train.set_defaults(run=_train)
 
-    evaluate = commands.add_parser("eval", help="top-1 of a model on the CIFAR test set")
-    evaluate.add_argument("--model", choices=MODEL_NAMES, default=None, help="needed for weights-only files")
+    evaluate = commands.add_parser("eval", help="top-1 of a model on the CIFAR test set or your --data-folder")
+    evaluate.add_argument("--model", type=_model_name, default=None,
+                          help="needed for weights-only files: " + MODEL_HELP.format(", ".join(MODEL_NAMES)))
     evaluate.add_argument("--weights", required=True, help="a weights file or a saved (pruned) model")
     evaluate.add_argument("--test-subset", type=int, default=None)
     _add_device_argument(evaluate)
@@ -265,15 +369,20 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_eval)
 
     count = commands.add_parser("count", help="MACs and parameters (thop convention), optionally CPU latency")
-    count.add_argument("--model", choices=MODEL_NAMES, default=None)
+    count.add_argument("--model", type=_model_name, default=None, help=MODEL_HELP.format(", ".join(MODEL_NAMES)))
     count.add_argument("--weights", default=None, help="count a saved (pruned) model instead")
-    count.add_argument("--num-classes", type=int, default=None, help="default: 1000 for resnet50, else 10")
+    count.add_argument("--num-classes", type=int, default=None,
+                       help="default: 1000 for resnet50 and torchvision's models, else 10")
+    count.add_argument("--input-size", type=int, default=None, metavar="N",
+                       help="count at N×N images (default: the saved model's or the zoo's: 32, 224 for resnet50 and "
+                            "torchvision's models)")
     count.add_argument("--latency", action="store_true", help="also time batch 1 and 64 on the CPU")
     count.add_argument("--threads", type=int, default=None)
     count.set_defaults(run=_count)
 
     prune = commands.add_parser("prune", help="prune filters to a params/FLOPs budget; writes the model and a report")
-    prune.add_argument("--model", choices=MODEL_NAMES, default=None, help="needed for weights-only files")
+    prune.add_argument("--model", type=_model_name, default=None,
+                       help="needed for weights-only files: " + MODEL_HELP.format(", ".join(MODEL_NAMES)))
     prune.add_argument("--weights", required=True, help="the trained model's weights (or a saved model)")
     prune.add_argument("--method", default="stlp", choices=METHODS, help="the criterion (default: stlp)")
     prune.add_argument("--target-params", type=float, default=None, help="keep ratio of the parameters, in (0, 1]")
@@ -334,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.model is None and args.weights is None:
             parser.error("count needs --model or --weights")
         if args.num_classes is None:
-            args.num_classes = 1000 if args.model == "resnet50" else 10
+            args.num_classes = 1000 if args.model == "resnet50" or str(args.model).startswith("torchvision:") else 10
     try:
         return args.run(args)
     except (FileNotFoundError, ValueError) as error:

@@ -1,4 +1,4 @@
-"""CIFAR-10/100 and ImageNet data, held as uint8 tensors, with batched tensor augmentation.
+"""CIFAR-10/100, image folders and ImageNet, held as uint8 tensors, with batched tensor augmentation.
 
 The CIFAR sets live in memory as ``(N, 3, 32, 32)`` uint8 tensors (150 MB for CIFAR-10), so an epoch is a
 permutation plus a few tensor ops per batch: no worker processes, no PIL. A dataset root holds either
@@ -7,6 +7,10 @@ torchvision's own extracted folders; ``download=True`` asks torchvision to fetch
 may instead hold ``cifar100-jpg.tar.gz``, a lossy copy (every image re-encoded as JPEG, quality 75) laid out as
 ``train/<fine label name>/<file>.jpg`` and ``test/...``: it is decoded once into an npz cache, and the data
 says ``lossy=True`` so that every table built on it can say "CIFAR-100 (JPEG copy)".
+
+Your own images: ``load_image_folder(root, image_size)`` reads ``root/train/<class>/*`` and ``root/val/<class>/*``
+(torchvision's ``ImageFolder`` layout) into the same in-memory form, every image resized and centre-cropped to
+``image_size``², so that calibration, fine-tuning and evaluation treat it exactly as CIFAR.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import urllib.error
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .download import sha256_of
+from .models import is_model_name
 from .provenance import atomic_write
 
 DEFAULT_ROOT = Path(__file__).resolve().parent.parent / "data"
@@ -31,10 +37,9 @@ NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "imagenet": 1000}
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 CIFAR_MEAN_STD = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
-# Every model of the zoo, CIFAR ones included, takes ImageNet's statistics: the shared akamaster ResNet
-# weights were trained with them, and the models trained here follow suit. A model trained otherwise
-# gets its own entry.
-MODEL_MEAN_STD: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {}
+NORMALIZATIONS = {"imagenet": IMAGENET_MEAN_STD, "cifar": CIFAR_MEAN_STD}
+"""Named input normalisations. Every model of the zoo, CIFAR ones included, takes ImageNet's statistics (the shared
+akamaster ResNet weights were trained with them, and the models trained here follow suit), as do torchvision's."""
 
 _TORCHVISION_FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 
@@ -47,18 +52,19 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 @dataclass(frozen=True)
-class CifarData:
-    """A CIFAR dataset in memory.
+class ImageData:
+    """An image-classification dataset in memory: CIFAR, or an image folder.
 
     Attributes:
-        name: ``"cifar10"`` or ``"cifar100"``.
-        x_train: (50000, 3, 32, 32) uint8 images.
-        y_train: (50000,) int64 labels.
-        x_test: (10000, 3, 32, 32) uint8 images.
-        y_test: (10000,) int64 labels.
+        name: ``"cifar10"``, ``"cifar100"`` or ``"folder"``.
+        x_train: (N, 3, h, w) uint8 images (50000 × 3 × 32 × 32 for CIFAR).
+        y_train: (N,) int64 labels.
+        x_test: (M, 3, h, w) uint8 images.
+        y_test: (M,) int64 labels.
         source: the file or folder the arrays came from.
         lossy: the images were re-encoded lossily (the JPEG copy of CIFAR-100), so accuracies on them are not
             comparable to the literature's to the decimal.
+        classes: the class names of an image folder, in label order (empty for CIFAR).
     """
 
     name: str
@@ -68,15 +74,18 @@ class CifarData:
     y_test: torch.Tensor
     source: str
     lossy: bool = False
+    classes: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
-        """The dataset's name for tables: "CIFAR-10", "CIFAR-100", or "CIFAR-100 (JPEG copy)"."""
+        """The dataset's name for tables: "CIFAR-10", "CIFAR-100", "CIFAR-100 (JPEG copy)" or the folder."""
+        if self.classes:
+            return f"image folder {self.source}"
         return self.name.upper().replace("CIFAR", "CIFAR-") + (" (JPEG copy)" if self.lossy else "")
 
     @property
     def num_classes(self) -> int:
-        return NUM_CLASSES[self.name]
+        return len(self.classes) if self.classes else NUM_CLASSES[self.name]
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -86,7 +95,7 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
     return Path(os.environ.get("IBPRUNE_DATA", DEFAULT_ROOT))
 
 
-def load_cifar(name: str = "cifar10", root: str | os.PathLike | None = None, download: bool = False) -> CifarData:
+def load_cifar(name: str = "cifar10", root: str | os.PathLike | None = None, download: bool = False) -> ImageData:
     """Load CIFAR-10 or CIFAR-100 into memory.
 
     Looks for ``<root>/<name>.npz`` first, then torchvision's extracted folder under ``root``, then (CIFAR-100)
@@ -124,7 +133,7 @@ def load_cifar(name: str = "cifar10", root: str | os.PathLike | None = None, dow
     )
 
 
-def _from_npz(name: str, path: Path) -> CifarData:
+def _from_npz(name: str, path: Path) -> ImageData:
     try:
         with np.load(path) as arrays:
             parts = {key: arrays[key] for key in ("x_train", "y_train", "x_test", "y_test")}
@@ -136,13 +145,18 @@ def _from_npz(name: str, path: Path) -> CifarData:
     return _validated(name, str(path), **parts)
 
 
-def _from_torchvision(name: str, folder: Path, download: bool) -> CifarData:
+def _from_torchvision(name: str, folder: Path, download: bool) -> ImageData:
     from torchvision import datasets
 
     cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
     try:
         train = cls(str(folder), train=True, download=download)
         test = cls(str(folder), train=False, download=download)
+    except (urllib.error.URLError, OSError) as error:
+        raise DatasetNotFoundError(
+            f"{name} is not under {folder} and torchvision could not download it ({error}). Fix: connect to the "
+            f"internet, or set IBPRUNE_DATA to a folder holding {name}.npz"
+        ) from None
     except RuntimeError as error:
         raise DatasetNotFoundError(
             f"torchvision could not read {name} under {folder} ({error}). Fix: delete the folder "
@@ -198,7 +212,7 @@ def _decode_jpeg_archive(archive: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _from_jpeg_archive(name: str, archive: Path) -> CifarData:
+def _from_jpeg_archive(name: str, archive: Path) -> ImageData:
     """The JPEG copy of ``name``: from its cache if the cache was made from this very archive (same sha256),
     else decoded (about half a minute) and cached atomically. A damaged archive raises, never half a set."""
     cache, sha256 = jpeg_cache_path(archive), sha256_of(archive)
@@ -233,7 +247,7 @@ _CIFAR_SIZES = {"cifar10": (50000, 10000), "cifar100": (50000, 10000)}
 
 def _validated(
     name: str, source: str, x_train, y_train, x_test, y_test, lossy: bool = False, expected: tuple[int, int] | None = None
-) -> CifarData:
+) -> ImageData:
     num_classes = NUM_CLASSES[name]
     if expected is not None and (len(x_train), len(x_test)) != expected:
         raise DatasetNotFoundError(
@@ -253,32 +267,52 @@ def _validated(
             )
     to_nchw = lambda x: torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))  # noqa: E731
     to_labels = lambda y: torch.from_numpy(np.asarray(y, dtype=np.int64))  # noqa: E731
-    return CifarData(name, to_nchw(x_train), to_labels(y_train), to_nchw(x_test), to_labels(y_test), source, lossy)
+    return ImageData(name, to_nchw(x_train), to_labels(y_train), to_nchw(x_test), to_labels(y_test), source, lossy)
 
 
-def mean_std_for(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Normalisation constants a model was trained with (``MODEL_MEAN_STD``, else ImageNet's).
+def mean_std_for(normalization: str | tuple) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel (mean, std) of a normalisation.
 
     Args:
-        model_name: a name accepted by :func:`ibprune_lib.models.get_model`.
+        normalization: a name of ``NORMALIZATIONS`` (``"imagenet"``, ``"cifar"``), an explicit
+            ``(mean, std)`` pair of three floats each, or a model name (``get_model``'s: the zoo,
+            ``torchvision:NAME``, ``module:factory``), which stands for ``"imagenet"``.
 
     Returns:
         (mean, std), three floats each.
+
+    Raises:
+        ValueError: an unknown name, or a pair that is not three means and three positive stds.
     """
-    return MODEL_MEAN_STD.get(model_name, IMAGENET_MEAN_STD)
+    if isinstance(normalization, str):
+        if normalization in NORMALIZATIONS:
+            return NORMALIZATIONS[normalization]
+        if is_model_name(normalization):
+            return IMAGENET_MEAN_STD
+        raise ValueError(
+            f"unknown normalization {normalization!r}: choose one of {', '.join(NORMALIZATIONS)} or give "
+            "(mean, std), three floats each"
+        )
+    try:
+        mean, std = (tuple(float(v) for v in part) for part in normalization)
+    except (TypeError, ValueError):
+        mean = std = ()
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ValueError(f"normalization must be (mean, std) with three floats each and std > 0, got {normalization!r}")
+    return mean, std
 
 
-def normalise(images: torch.Tensor, model_name: str = "resnet56") -> torch.Tensor:
+def normalise(images: torch.Tensor, normalization: str | tuple = "imagenet") -> torch.Tensor:
     """uint8 images to the float input a model expects.
 
     Args:
         images: (n, 3, h, w) uint8.
-        model_name: selects the mean/std (:func:`mean_std_for`).
+        normalization: the mean/std (see :func:`mean_std_for`).
 
     Returns:
         (n, 3, h, w) float32, ``(x / 255 - mean) / std``.
     """
-    mean, std = (torch.tensor(v, device=images.device).view(1, 3, 1, 1) for v in mean_std_for(model_name))
+    mean, std = (torch.tensor(v, device=images.device).view(1, 3, 1, 1) for v in mean_std_for(normalization))
     return (images.float() / 255.0 - mean) / std
 
 
@@ -373,3 +407,82 @@ def imagenet_folder(path: str | os.PathLike, train: bool = False, image_size: in
         else [transforms.Resize(int(image_size * 256 / 224)), transforms.CenterCrop(image_size)]
     )
     return datasets.ImageFolder(str(split), transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(mean, std)]))
+
+
+IMAGE_FOLDER_SPLITS = (("train",), ("val", "test"))
+"""The subfolders of an image-folder root: training images, then the held-out ones (``val`` or ``test``)."""
+
+
+def load_image_folder(
+    root: str | os.PathLike, image_size: int | None = None, progress: bool = True
+) -> ImageData:
+    """Read an image folder into memory: ``root/train/<class>/*`` and ``root/val/<class>/*`` (or ``test/``).
+
+    The classes are the subfolders of ``train/`` in sorted order (torchvision's ``ImageFolder`` convention);
+    ``val/`` may hold a subset of them. Every image is decoded as RGB, its shorter side resized to
+    ``image_size`` (bilinear, antialiased) and centre-cropped to ``image_size``² (with ``image_size=None`` the
+    images must all be square and of one size already).
+
+    Args:
+        root: the folder.
+        image_size: side of the square images, or None to keep the files' own (common) size.
+        progress: show a tqdm bar while decoding.
+
+    Returns:
+        The dataset, ``name="folder"``, its class names in ``classes``.
+
+    Raises:
+        DatasetNotFoundError: a missing split, a split without images, a class of ``val/`` absent from
+            ``train/``, an image that cannot be decoded, or (``image_size=None``) images of different sizes.
+        ValueError: ``image_size`` < 8.
+    """
+    from PIL import UnidentifiedImageError
+    from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset, pil_loader
+    from torchvision.transforms.v2 import functional as TF
+
+    if image_size is not None and image_size < 8:
+        raise ValueError(f"--image-size must be >= 8 pixels, got {image_size}")
+    root = Path(root)
+    splits = []
+    for names in IMAGE_FOLDER_SPLITS:
+        folder = next((root / name for name in names if (root / name).is_dir()), None)
+        if folder is None:
+            raise DatasetNotFoundError(
+                f"{root} has no {' or '.join(f'{name}/' for name in names)} folder. Fix: pass --data-folder a folder "
+                "with train/ and val/, each holding one subfolder of images per class (torchvision's ImageFolder)."
+            )
+        splits.append(folder)
+    try:
+        classes, class_to_index = find_classes(str(splits[0]))
+    except FileNotFoundError as error:
+        raise DatasetNotFoundError(f"{splits[0]}: {error}. Fix: put one subfolder of images per class in it.") from None
+    arrays = []
+    for folder in splits:
+        split_classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        unknown = sorted(set(split_classes) - set(classes))
+        if unknown:
+            raise DatasetNotFoundError(
+                f"{folder} has classes {unknown[:3]} that {splits[0]} lacks. Fix: give both splits the same classes."
+            )
+        samples = make_dataset(str(folder), {c: class_to_index[c] for c in split_classes}, IMG_EXTENSIONS,
+                               allow_empty=True)
+        if not samples:
+            raise DatasetNotFoundError(f"{folder} holds no images ({', '.join(IMG_EXTENSIONS)}). Fix: add some.")
+        images = []
+        for path, _ in tqdm(samples, desc=f"reading {folder.name}/", disable=not progress, leave=False):
+            try:
+                image = pil_loader(path)
+            except (UnidentifiedImageError, OSError) as error:
+                raise DatasetNotFoundError(f"{path} is not an image PIL can decode ({error}); remove it") from None
+            if image_size is not None:
+                image = TF.center_crop(TF.resize(image, image_size), image_size)
+            image = TF.pil_to_tensor(image)
+            if image.shape[1] != image.shape[2] or (images and image.shape != images[0].shape):
+                raise DatasetNotFoundError(
+                    f"{path} is {image.shape[2]}×{image.shape[1]} where square images of one size were expected. "
+                    "Fix: pass --image-size N to resize every image to N×N."
+                )
+            images.append(image)
+        arrays.append((torch.stack(images), torch.tensor([label for _, label in samples], dtype=torch.int64)))
+    (x_train, y_train), (x_test, y_test) = arrays
+    return ImageData("folder", x_train, y_train, x_test, y_test, str(root), classes=tuple(classes))

@@ -36,9 +36,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .counting import count
-from .data import NUM_CLASSES, CifarData, calibration_batch, load_cifar
+from .data import NUM_CLASSES, ImageData, calibration_batch, load_cifar
 from .download import PRETRAINED, pretrained_weights
-from .models import input_size, load_model, save_model, weights_dir
+from .models import load_model, save_model, weights_dir
 from .provenance import REPO_ROOT, git_commit, provenance, save_json
 from .pruning import prune
 from .pruning.pipeline import check_options
@@ -316,7 +316,7 @@ class Grid:
                     f"cell {cell.id}: no weights at {cell.weights_path()}. Fix: set IBPRUNE_WEIGHTS to the folder "
                     f"holding {cell.weights.removeprefix('weights:')}, or train the baseline (see results/cpu/baselines)"
                 )
-        datasets: dict[str, CifarData] = {}
+        datasets: dict[str, ImageData] = {}
         outcomes = []
         bar = tqdm(cells, desc=f"{self.name} ({self.scale})", disable=not progress)
         for cell in bar:
@@ -333,7 +333,7 @@ class Grid:
                     outcomes.append((cell, "skipped (done)"))
                     continue
                 if cell.dataset not in datasets:
-                    datasets[cell.dataset] = load_cifar(cell.dataset)
+                    datasets[cell.dataset] = load_cifar(cell.dataset, download=True)
                 result = run_cell(cell, self.protocol, datasets[cell.dataset], self.work_dir(cell), device, progress)
                 result["table"] = self.name
                 save_json(self.result_path(cell), result)
@@ -389,7 +389,7 @@ def _mean_spread(values: list[float]) -> dict:
 
 
 def run_cell(
-    cell: Cell, protocol: Protocol, data: CifarData, work: Path, device: torch.device, progress: bool = True
+    cell: Cell, protocol: Protocol, data: ImageData, work: Path, device: torch.device, progress: bool = True
 ) -> dict:
     """Run one cell through the protocol, resuming from the stages saved in ``work``.
 
@@ -410,9 +410,8 @@ def run_cell(
     stages = json.loads(stages_file.read_text()) if stages_file.is_file() else {"seeds": [], "seconds": {}}
     n = protocol.test_images or len(data.x_test)
     x_test, y_test = data.x_test[:n], data.y_test[:n]
-    model, name = load_model(cell.weights_path(), cell.model, NUM_CLASSES[cell.dataset])
+    model, name, size, _ = load_model(cell.weights_path(), cell.model, NUM_CLASSES[cell.dataset])
     model.to(device)
-    size = input_size(name)
 
     if "unpruned" not in stages:
         tic = time.perf_counter()
@@ -432,9 +431,10 @@ def run_cell(
         tic = time.perf_counter()
         images, labels = calibration_batch(data.x_train, data.y_train, cell.batch_size, seed)
         result = prune(
-            model, name, images, method=cell.method, target_flops=cell.target_flops, target_params=cell.target_params,
+            model, images, method=cell.method, target_flops=cell.target_flops, target_params=cell.target_params,
             kernel=cell.kernel, skip_first=cell.skip_first, widths=cell.widths, direction=cell.direction, seed=seed,
-            min_width=cell.min_width, progress=progress, use_gram=cell.use_gram, **PRESETS[cell.preset],
+            min_width=cell.min_width, model_name=name, progress=progress, use_gram=cell.use_gram,
+            **PRESETS[cell.preset],
         )
         pruned = result.model
         top1_pruned = evaluate(pruned, x_test, y_test, name, progress=False)
@@ -457,7 +457,7 @@ def run_cell(
         save_json(stages_file, stages)
 
     tic = time.perf_counter()
-    finetuned, _ = load_model(pruned_file)
+    finetuned = load_model(pruned_file).module
     finetuned.to(device)
     epochs = cell.finetune_epochs or protocol.finetune.epochs
     config = TrainConfig(**{**asdict(protocol.finetune), "model": name, "seed": seeds[0], "epochs": epochs})

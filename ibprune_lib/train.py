@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .data import CifarData, augment, normalise
+from .data import ImageData, augment, normalise
 from .provenance import provenance, save_torch
 
 SCHEDULES = ("cosine", "step", "onecycle")
@@ -145,7 +145,7 @@ def resolve_device(name: str) -> torch.device:
 def recalibrate_batchnorm(
     model: nn.Module,
     images: torch.Tensor,
-    model_name: str,
+    normalization: str | tuple,
     batches: int = 40,
     batch_size: int = 128,
     seed: int = 0,
@@ -160,7 +160,7 @@ def recalibrate_batchnorm(
     Args:
         model: the network, modified in place.
         images: (N, 3, h, w) uint8 pool, usually the training set.
-        model_name: selects the normalisation.
+        normalization: the input normalisation (a model name stands for its own, see ``data.mean_std_for``).
         batches: how many batches (≥ 1); 40 batches of 128 settle ResNet and VGG statistics.
         batch_size: images per batch (≥ 2: BatchNorm needs a batch statistic).
         seed: the draw of the images.
@@ -191,7 +191,7 @@ def recalibrate_batchnorm(
     try:
         for b in tqdm(range(batches), desc="BN recalibration", disable=not progress, leave=False):
             batch = order[(b * batch_size) % len(images):][:batch_size]
-            x = normalise(images[batch].to(device), model_name)
+            x = normalise(images[batch].to(device), normalization)
             model(x.contiguous(memory_format=torch.channels_last))
     finally:
         for norm, momentum in zip(norms, momenta):
@@ -204,7 +204,7 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
 
 
-def _train_indices(data: CifarData, config: TrainConfig) -> torch.Tensor:
+def _train_indices(data: ImageData, config: TrainConfig) -> torch.Tensor:
     if config.train_subset is None:
         return torch.arange(len(data.x_train))
     return torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(config.seed))[: config.train_subset]
@@ -212,22 +212,24 @@ def _train_indices(data: CifarData, config: TrainConfig) -> torch.Tensor:
 
 def fit(
     model: nn.Module,
-    data: CifarData,
+    data: ImageData,
     config: TrainConfig,
     checkpoint: str | Path | None = None,
     test_subset: int | None = None,
     progress: bool = True,
+    normalization: str | tuple | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with SGD, checkpointing after every epoch and resuming from ``checkpoint``.
 
     Args:
         model: the network; trained in place (a pruned model is fine-tuned the same way).
-        data: in-memory CIFAR.
+        data: in-memory images (CIFAR or an image folder).
         config: the recipe.
         checkpoint: file for the per-epoch checkpoint; when it exists, training resumes from it (it must
             have been written with the same config, by a run that started from the same weights as ``model``).
         test_subset: evaluate on the first N test images after each epoch (None: all).
         progress: show tqdm bars.
+        normalization: the input normalisation (default: ``config.model``'s, see ``data.mean_std_for``).
 
     Returns:
         The history (loss, train accuracy, test top-1, lr, seconds per epoch) and the final test top-1.
@@ -236,6 +238,7 @@ def fit(
         ValueError: the checkpoint was written with another config or started from other weights.
     """
     started_from = state_fingerprint(model)
+    normalization = config.model if normalization is None else normalization
     device = model_device(model)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
@@ -275,7 +278,7 @@ def fit(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             batch = order[step * config.batch_size : (step + 1) * config.batch_size]
-            images = normalise(augment(data.x_train[batch].to(device), generator), config.model)
+            images = normalise(augment(data.x_train[batch].to(device), generator), normalization)
             labels = data.y_train[batch].to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
                 logits = model(images.contiguous(memory_format=memory_format))
@@ -286,7 +289,7 @@ def fit(
             loss_sum += loss.item() * len(batch)
             correct += (logits.argmax(1) == labels).sum().item()
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4f}")
-        test_top1 = evaluate(model, data.x_test[:test_subset], data.y_test[:test_subset], config.model, progress=False)
+        test_top1 = evaluate(model, data.x_test[:test_subset], data.y_test[:test_subset], normalization, progress=False)
         seconds = time.perf_counter() - started
         result.wall_seconds += seconds
         result.history.append({
@@ -309,7 +312,7 @@ def evaluate(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
-    model_name: str,
+    normalization: str | tuple,
     batch_size: int = 500,
     topk: tuple[int, ...] = (1,),
     progress: bool = True,
@@ -320,7 +323,7 @@ def evaluate(
         model: the network.
         images: (n, 3, h, w) uint8.
         labels: (n,) int64.
-        model_name: selects the normalisation.
+        normalization: the input normalisation (a model name stands for its own, see ``data.mean_std_for``).
         batch_size: images per forward.
         topk: which accuracies; a single ``(1,)`` returns a float, several return ``{k: accuracy}``.
         progress: show a tqdm bar.
@@ -333,7 +336,7 @@ def evaluate(
     hits = dict.fromkeys(topk, 0)
     try:
         for start in tqdm(range(0, len(images), batch_size), desc="eval", disable=not progress, leave=False):
-            x = normalise(images[start : start + batch_size].to(device), model_name)
+            x = normalise(images[start : start + batch_size].to(device), normalization)
             ranked = model(x.contiguous(memory_format=torch.channels_last)).topk(max(topk), dim=1).indices
             truth = labels[start : start + batch_size].to(device).view(-1, 1)
             for k in topk:

@@ -63,7 +63,7 @@ BASELINES = Path(__file__).resolve().parents[1] / "results" / "cpu" / "baselines
 @pytest.mark.parametrize("folder", sorted(p.parent for p in BASELINES.glob("*/log.json")), ids=lambda p: p.name)
 def test_committed_baselines_reach_their_recorded_accuracy(folder, cifar10):
     log = json.loads((folder / "log.json").read_text())
-    model, name = load_model(folder / f"{folder.name}.pt", folder.name)
+    model, name, _, _ = load_model(folder / f"{folder.name}.pt", folder.name)
     assert log["test_images"] == len(cifar10.x_test) and log["provenance"]["command"]
     top1 = evaluate(model, cifar10.x_test, cifar10.y_test, name, progress=False)
     assert top1 == pytest.approx(log["test_top1_fp16_file"], abs=0.05)
@@ -77,7 +77,7 @@ def test_weights_for_another_model_are_refused(shared_weights):
 def test_saved_whole_model_reloads_without_its_builder(tmp_path):
     model = get_model("resnet20").eval()
     save_model(model, tmp_path / "m.pt", "resnet20", note="x")
-    loaded, name = load_model(tmp_path / "m.pt")
+    loaded, name, _, _ = load_model(tmp_path / "m.pt")
     x = torch.randn(2, 3, 32, 32)
     assert name == "resnet20" and torch.equal(loaded(x), model(x))
 

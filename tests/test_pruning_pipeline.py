@@ -7,7 +7,7 @@ import torch
 
 from ibprune_lib.cli import main
 from ibprune_lib.counting import count
-from ibprune_lib.data import CifarData, calibration_batch
+from ibprune_lib.data import ImageData, calibration_batch
 from ibprune_lib.models import get_model, load_model, load_weights
 from ibprune_lib.pruning import finetune, prune
 
@@ -25,7 +25,7 @@ def images(cifar10):
 @pytest.mark.parametrize(("method", "widths"), [("stlp", "uniform"), ("l1", "itpruner")])
 def test_prune_meets_the_budget_and_reports_every_layer(method, widths, resnet20, images):
     state = {k: v.clone() for k, v in resnet20.state_dict().items()}
-    result = prune(resnet20, "resnet20", images, method=method, target_flops=0.7, skip_first=2, widths=widths,
+    result = prune(resnet20, images, method=method, target_flops=0.7, skip_first=2, widths=widths,
                    min_width=0.25, progress=False, max_solves=12)
     assert all(torch.equal(state[k], v) for k, v in resnet20.state_dict().items())
     report = result.report
@@ -43,7 +43,7 @@ def test_prune_meets_the_budget_and_reports_every_layer(method, widths, resnet20
 
 def test_columns_direction_and_explicit_counts(resnet20, images):
     keep = [8, 8, 16, 16, 16, 32, 32]
-    result = prune(resnet20, "resnet20", images, method="lasso", keep_counts=keep, skip_first=2, direction="columns",
+    result = prune(resnet20, images, method="lasso", keep_counts=keep, skip_first=2, direction="columns",
                    progress=False, max_solves=12)
     assert [layer["kept"] for layer in result.report["layers"]] == keep
 
@@ -59,12 +59,12 @@ def test_columns_direction_and_explicit_counts(resnet20, images):
 ])
 def test_bad_options_are_clear_errors(options, message, resnet20, images):
     with pytest.raises(ValueError, match=message):
-        prune(resnet20, "resnet20", images, progress=False, **options)
+        prune(resnet20, images, progress=False, **options)
 
 
 def test_finetune_trains_in_the_precision_it_is_given(resnet20, images, cifar10, tmp_path, one_thread):
-    result = prune(resnet20, "resnet20", images, method="l1", target_flops=0.7, progress=False)
-    tiny = CifarData("cifar10", cifar10.x_train[:128], cifar10.y_train[:128], cifar10.x_test[:64],
+    result = prune(resnet20, images, method="l1", target_flops=0.7, progress=False)
+    tiny = ImageData("cifar10", cifar10.x_train[:128], cifar10.y_train[:128], cifar10.x_test[:64],
                      cifar10.y_test[:64], cifar10.source)
     before = result.model.conv1.weight.detach().clone()
     history = finetune(result.model, tiny, "resnet20", epochs=1, lr=0.001, checkpoint=tmp_path / "ft.pt",
@@ -76,12 +76,12 @@ def test_finetune_trains_in_the_precision_it_is_given(resnet20, images, cifar10,
 
 
 def test_finetune_resumes_only_the_pruning_it_started_from(resnet20, images, cifar10, tmp_path, one_thread):
-    tiny = CifarData("cifar10", cifar10.x_train[:128], cifar10.y_train[:128], cifar10.x_test[:64],
+    tiny = ImageData("cifar10", cifar10.x_train[:128], cifar10.y_train[:128], cifar10.x_test[:64],
                      cifar10.y_test[:64], cifar10.source)
     checkpoint = tmp_path / "ft.pt"
 
     def pruned(method):
-        return prune(resnet20, "resnet20", images, method=method, target_flops=0.7, progress=False).model
+        return prune(resnet20, images, method=method, target_flops=0.7, progress=False).model
 
     first = pruned("l1")
     finetune(first, tiny, "resnet20", epochs=1, lr=0.001, checkpoint=checkpoint, progress=False)
@@ -133,7 +133,7 @@ def test_cli_prune_writes_a_model_that_eval_and_count_accept(shared_weights, tmp
     assert "layer3.2.conv1" in result.stdout and "test top-1" in result.stdout
     report = json.loads((tmp_path / "pruned.pt.json").read_text())
     assert abs(report["totals"]["params_ratio"] - 0.6) <= 0.006 and report["settings"]["method"] == "fpgm"
-    model, name = load_model(out)
+    model, name, _, _ = load_model(out)
     assert name == "resnet20" and count(model).params == report["totals"]["params_after"]
     assert main(["eval", "--weights", str(out), "--test-subset", "100"]) == 0
     assert main(["count", "--weights", str(out)]) == 0

@@ -75,6 +75,10 @@ class AdaptiveResult:
     n_iter: int = 0
 
 
+class NoSignalError(ValueError):
+    """A layer's features carry no signal for the regression (B = XᵀY is zero): nothing to rank its filters by."""
+
+
 def _check_direction(direction: str) -> None:
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}: choose one of {', '.join(DIRECTIONS)}")
@@ -179,7 +183,7 @@ def lambda_for_k(
         raise ValueError(f"max_solves must be an int >= 2, got {max_solves!r}")
     top = float(B.abs().max())
     if top == 0:
-        raise ValueError("B = XᵀY is zero: no candidate explains the response (all-zero features?)")
+        raise NoSignalError("B = XᵀY is zero: no candidate explains the response (all-zero features?)")
     g_norm = float(torch.linalg.eigvalsh(G.double())[-1])
     solved: dict[tuple[float, float], tuple[FitResult, int]] = {}  # (λ, tol) → (solution, count)
     trace: list[tuple[float, int]] = []

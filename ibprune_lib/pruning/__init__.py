@@ -9,7 +9,7 @@ from .budget import METRICS, CountModel, count_model, keep_counts_for_target
 from .capture import FEATURE_KINDS, LayerFeatures, capture
 from .criteria import METHODS, Criterion, get_criterion
 from .itpruner import itpruner_keep_counts
-from .layers import PrunableLayer, prunable_layers
+from .layers import LayerSurvey, PrunableLayer, prunable_layers, survey_layers
 from .pipeline import WIDTHS, PruneResult, finetune, prune
 from .surgery import prune_channels
 
@@ -21,6 +21,7 @@ __all__ = [
     "CountModel",
     "Criterion",
     "LayerFeatures",
+    "LayerSurvey",
     "PrunableLayer",
     "PruneResult",
     "capture",
@@ -32,4 +33,5 @@ __all__ = [
     "prunable_layers",
     "prune",
     "prune_channels",
+    "survey_layers",
 ]

@@ -108,8 +108,9 @@ def check_keep_counts(keep: Sequence[int], layers: Sequence[PrunableLayer]) -> l
 def sliced_copy(model: nn.Module, layers: Sequence[PrunableLayer], keep: Sequence[int]) -> nn.Module:
     """A deep copy of ``model`` keeping the first ``keep[l]`` channels of each layer (for counting only).
 
-    Slices each layer's conv, BatchNorm and consumer directly with Torch-Pruning's module pruners, which is
-    what the dependency graph does for a prunable layer (its group is exactly these three), without tracing.
+    Slices each layer's conv, BatchNorm, depthwise convs in between and consumer directly with Torch-Pruning's
+    module pruners, which is what the dependency graph does for a prunable layer (its group is exactly these),
+    without tracing.
     """
     probe = copy.deepcopy(model)
     modules = dict(probe.named_modules())
@@ -119,6 +120,11 @@ def sliced_copy(model: nn.Module, layers: Sequence[PrunableLayer], keep: Sequenc
             continue
         tp.prune_conv_out_channels(modules[layer.name], removed)
         tp.prune_batchnorm_out_channels(modules[layer.bn_name], removed)
+        for name in layer.through:
+            if isinstance(modules[name], nn.Conv2d):
+                tp.prune_depthwise_conv_out_channels(modules[name], removed)
+            else:
+                tp.prune_batchnorm_out_channels(modules[name], removed)
         consumer = modules[layer.consumer_name]
         if isinstance(consumer, nn.Linear):
             tp.prune_linear_in_channels(consumer, removed)

@@ -1,8 +1,11 @@
 """``prune``: calibration batch → features → per-layer selection → surgery → report; and ``finetune``.
 
-    result = prune(model, "resnet56", calibration_images, method="stlp", target_flops=0.5)
+    result = prune(model, calibration_images, method="stlp", target_flops=0.5)
     result.model   # a smaller dense nn.Module (the input model is untouched)
-    result.report  # per layer: channels before/after, λ, solves, seconds; totals; provenance
+    result.report  # per layer: channels before/after, λ, solves, seconds; layers kept whole and why; totals
+
+Any CNN that takes image batches works: the input size comes from the images, the normalisation of uint8
+images is the caller's (``normalization="imagenet"``, ``"cifar"`` or ``(mean, std)``).
 """
 
 from __future__ import annotations
@@ -15,15 +18,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..counting import count
-from ..data import CifarData, normalise
-from ..models import input_size as model_input_size
+from ..data import ImageData, normalise
+from ..lasso.adaptive import NoSignalError
 from ..provenance import provenance
 from ..train import TrainConfig, TrainResult, fit
-from .budget import CountModel, check_keep_counts, count_model, keep_counts_for_target, target_range
+from .budget import METRICS, CountModel, check_keep_counts, count_model, keep_counts_for_target, target_range
 from .capture import capture
 from .criteria import Criterion, get_criterion
 from .itpruner import DEFAULT_BETA, itpruner_keep_counts
-from .layers import prunable_layers
+from .layers import PrunableLayer, survey_layers
 from .surgery import prune_channels
 
 WIDTHS = ("uniform", "itpruner")
@@ -87,19 +90,33 @@ def _layer_record(layer, k: int, selection) -> dict:
     }
 
 
-def _select_all(criterion: Criterion, model, images, layers, keep, progress: bool) -> list[dict]:
+def _whole_record(layer: PrunableLayer) -> dict:
+    return {"name": layer.name, "channels": layer.channels, "kept": layer.channels,
+            "kept_indices": list(range(layer.channels)), "lam": None, "n_solves": None, "seconds": 0.0}
+
+
+def _select_all(criterion: Criterion, model, images, layers, keep, progress: bool) -> tuple[list[dict], dict]:
+    """Per-layer records, and the layers kept whole because their features carry no signal (name → reason)."""
     features = capture(model, images, layers, criterion.features) if criterion.features else ((l, None) for l in layers)
-    records = []
+    records, no_signal = [], {}
     bar = tqdm(zip(features, keep), total=len(layers), desc=criterion.name, disable=not progress)
     for (layer, layer_features), k in bar:
         bar.set_postfix_str(f"{layer.name} {k}/{layer.channels}")
-        records.append(_layer_record(layer, k, criterion(layer, layer_features, k)))
-    return records
+        if k == layer.channels:
+            records.append(_whole_record(layer))
+            continue
+        try:
+            records.append(_layer_record(layer, k, criterion(layer, layer_features, k)))
+        except NoSignalError as error:
+            records.append(_whole_record(layer))
+            no_signal[layer.name] = f"its features carry no signal for {criterion.name} ({error}); kept whole"
+        except ValueError as error:
+            raise ValueError(f"{criterion.name} on layer {layer.name} ({k} of {layer.channels} kept): {error}") from None
+    return records, no_signal
 
 
 def prune(
     model: nn.Module,
-    model_name: str,
     calibration_images: torch.Tensor,
     method: str = "stlp",
     target_params: float | tuple[float, float] | None = None,
@@ -112,15 +129,17 @@ def prune(
     seed: int = 0,
     beta: float = DEFAULT_BETA,
     min_width: float | None = None,
+    normalization: str | tuple = "imagenet",
+    model_name: str | None = None,
     progress: bool = True,
     **select_options,
 ) -> PruneResult:
     """Prune ``model``'s filters with ``method`` to a budget.
 
     Args:
-        model: the trained network (not modified).
-        model_name: its zoo name (input size, normalisation).
-        calibration_images: (bs, 3, h, w) uint8 images (normalised here) or float model inputs, bs ≥ 2.
+        model: the trained network, any ``nn.Module`` taking (n, c, h, w) image batches (not modified).
+        calibration_images: (bs, c, h, w) uint8 images (normalised here with ``normalization``) or float
+            model inputs (used as they are), bs ≥ 2; their size is the size the model is traced and counted at.
         method: one of ``criteria.METHODS``: ``stlp``, ``sglp``, ``apib``, ``lasso``, ``l1``, ``random``,
             ``hrank``, ``fpgm``.
         target_params: keep ratio in (0, 1] of the parameters, or a (lo, hi) range;
@@ -132,11 +151,16 @@ def prune(
         direction: ``"rows"`` or ``"columns"`` (book/formulation.md §1), for the information-bottleneck methods.
         seed: seeds the random baseline.
         beta, min_width: ITPruner's β and lower width bound.
+        normalization: of uint8 images: ``"imagenet"`` (the zoo's and torchvision's), ``"cifar"`` or
+            ``(mean, std)``.
+        model_name: how the report names the model (default: its class name).
         progress: show a tqdm bar over the layers.
         **select_options: passed to :func:`ibprune_lib.selection.select`.
 
     Returns:
-        The PruneResult.
+        The PruneResult. A layer whose features carry no signal for the criterion is kept whole and named in
+        ``report["kept_whole"]`` with every other conv left at full width and why; the budget then is not met
+        and ``report["totals"]`` says by how much.
 
     Raises:
         ValueError: bad options (see :func:`check_options`), a model with nothing to prune, a budget that
@@ -144,16 +168,22 @@ def prune(
         RuntimeError: the pruned model's counts differ from the budget's prediction.
     """
     started = time.perf_counter()
+    if not isinstance(calibration_images, torch.Tensor) or calibration_images.dim() != 4:
+        raise TypeError(
+            "prune(model, calibration_images, ...) takes a (bs, c, h, w) tensor of images second; "
+            f"got {type(calibration_images).__name__} (the model's name, if any, goes to model_name=)"
+        )
     budget = check_options(method, kernel, direction, widths, target_params, target_flops, keep_counts)
     criterion = get_criterion(method, kernel, direction, seed, **select_options)
-    size = model_input_size(model_name)
+    size = tuple(calibration_images.shape[1:])
     device = next(model.parameters()).device
     images = calibration_images
     if images.dtype == torch.uint8:
-        images = normalise(images, model_name)
+        images = normalise(images, normalization)
     images = images.to(device)
 
-    layers = prunable_layers(model, size, skip_first)
+    survey = survey_layers(model, size, skip_first)
+    layers = survey.prunable
     counts: CountModel | None = None
     width_diagnostics = None
     if budget is None:
@@ -168,8 +198,10 @@ def prune(
     budget_seconds = time.perf_counter() - started
 
     selection_started = time.perf_counter()
-    records = _select_all(criterion, model, images, layers, keep, progress)
+    records, no_signal = _select_all(criterion, model, images, layers, keep, progress)
     selection_seconds = time.perf_counter() - selection_started
+    planned = keep
+    keep = [record["kept"] for record in records]
 
     pruned = prune_channels(model, {r["name"]: r["kept_indices"] for r in records}, torch.zeros(1, *size, device=device))
     pruned.eval()
@@ -180,18 +212,22 @@ def prune(
             f"{counts(keep, 'params'):.0f} params"
         )
     report = {
-        "model": model_name,
+        "model": model_name or type(model).__name__,
+        "input_size": list(size),
         "settings": {
             "method": method, "kernel": kernel, "direction": direction, "widths": widths, "skip_first": skip_first,
             "target_params": target_params, "target_flops": target_flops, "keep_counts": keep_counts, "seed": seed,
+            "normalization": normalization if isinstance(normalization, str) else [list(v) for v in normalization],
             "calibration_images": len(images), "select_options": select_options,
             **({"itpruner": width_diagnostics} if width_diagnostics else {}),
         },
         "layers": records,
+        "kept_whole": {**survey.kept_whole, **no_signal},
         "totals": {
             "macs_before": before.macs, "macs_after": after.macs, "macs_ratio": after.macs / before.macs,
             "params_before": before.params, "params_after": after.params, "params_ratio": after.params / before.params,
             "channels_before": sum(r["channels"] for r in records), "channels_after": sum(r["kept"] for r in records),
+            **({"planned": {m: counts(planned, m) for m in METRICS}} if no_signal and counts is not None else {}),
         },
         "seconds": {
             "budget": budget_seconds,
@@ -206,7 +242,7 @@ def prune(
 
 def finetune(
     model: nn.Module,
-    data: CifarData,
+    data: ImageData,
     model_name: str,
     epochs: int = 30,
     lr: float = 0.01,
@@ -217,18 +253,20 @@ def finetune(
     test_subset: int | None = None,
     progress: bool = True,
     precision: str = "fp32",
+    normalization: str | tuple | None = None,
 ) -> TrainResult:
     """Fine-tune a pruned model in place: SGD with Nesterov momentum, cosine learning rate from ``lr`` to 0.
 
     Args:
         model: the pruned network, trained in place.
-        data: in-memory CIFAR.
-        model_name: its zoo name (normalisation).
+        data: in-memory images (CIFAR or an image folder).
+        model_name: its model name (recorded in the recipe; its normalisation unless ``normalization`` says).
         epochs, lr, batch_size, weight_decay, seed, precision: the recipe (see
             :class:`ibprune_lib.train.TrainConfig`).
         checkpoint: per-epoch checkpoint file, resumed when present.
         test_subset: evaluate on the first N test images after each epoch.
         progress: show tqdm bars.
+        normalization: the input normalisation (see ``data.mean_std_for``).
 
     Returns:
         The training history and final test top-1.
@@ -237,4 +275,5 @@ def finetune(
         model=model_name, epochs=epochs, batch_size=batch_size, lr=lr, momentum=0.9, nesterov=True,
         weight_decay=weight_decay, schedule="cosine", seed=seed, precision=precision,
     )
-    return fit(model, data, config, checkpoint=checkpoint, test_subset=test_subset, progress=progress)
+    return fit(model, data, config, checkpoint=checkpoint, test_subset=test_subset, progress=progress,
+               normalization=normalization)
