@@ -92,15 +92,17 @@ def network_table(rows: pd.DataFrame, model: str) -> pd.DataFrame:
 
 
 def style_table(frame: pd.DataFrame, caption: str | None = None):
-    """A compact, right-aligned Styler without the index, sized to the book's content column."""
-    text_columns = [c for c in frame.columns if frame[c].dtype == object and c in ("source", "method", "model")]
+    """A compact Styler without the index that scrolls inside the book's content column: text columns (and
+    their headers) left-aligned, numbers right-aligned."""
+    text = [i for i, c in enumerate(frame.columns) if not pd.api.types.is_numeric_dtype(frame[c])]
     styler = frame.style.hide(axis="index").set_properties(**{"text-align": "right", "white-space": "nowrap"})
-    if text_columns:
-        styler = styler.set_properties(subset=text_columns, **{"text-align": "left"})
+    if text:
+        styler = styler.set_properties(subset=[frame.columns[i] for i in text], **{"text-align": "left"})
     styler = styler.set_table_styles([
         {"selector": "", "props": "font-size: 0.8em; display: block; overflow-x: auto; max-width: 100%;"},
         {"selector": "th", "props": "text-align: right; padding: 2px 6px;"},
         {"selector": "td", "props": "padding: 2px 6px;"},
+        *({"selector": f"th.col{i}", "props": "text-align: left;"} for i in text),
     ])
     return styler.set_caption(caption) if caption else styler
 
