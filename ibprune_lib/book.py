@@ -12,6 +12,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -55,19 +56,25 @@ def glue(name: str, value, display: bool = False) -> None:
     _glue(name, plain(value), display=display)
 
 
+FIGURE_DPI = 110
+"""Pixels per inch of the book's figures."""
+SMALLEST_FONT_PT = 9
+"""The smallest text :func:`use_style` sets (legends, ticks at 9.5)."""
+
+
 def use_style() -> None:
     """The book's matplotlib defaults: readable at the page width, light grid, constrained layout."""
     import matplotlib as mpl
 
     mpl.rcParams.update(
         {
-            "figure.dpi": 110,
-            "savefig.dpi": 110,
+            "figure.dpi": FIGURE_DPI,
+            "savefig.dpi": FIGURE_DPI,
             "figure.constrained_layout.use": True,
             "font.size": 11,
             "axes.titlesize": 11,
             "axes.labelsize": 11,
-            "legend.fontsize": 9,
+            "legend.fontsize": SMALLEST_FONT_PT,
             "xtick.labelsize": 9.5,
             "ytick.labelsize": 9.5,
             "figure.titlesize": 12,
@@ -244,7 +251,6 @@ def write_book_config(scale: str, build_dir: str | os.PathLike = "_build", sourc
         The path of the written configuration.
     """
     import shutil
-    from pathlib import Path
 
     import yaml
 
@@ -271,15 +277,29 @@ FORBIDDEN_TEXT = {
 }
 
 
-def page_problems(html: str) -> list[str]:
+COLUMN_PX = {False: 672, True: 920}
+"""Width of the content column at a 1280 px window (sphinx-book-theme, measured in Chromium): a normal cell, and
+a cell tagged ``full-width``."""
+READABLE_PX = 9
+"""The smallest text size a reader can read, in rendered pixels."""
+
+
+def smallest_text_px(natural_width: int, full_width: bool) -> float:
+    """Rendered size of a figure's smallest text in a 1280 px window: a figure wider than its column shrinks."""
+    return SMALLEST_FONT_PT * FIGURE_DPI / 72 * min(1.0, COLUMN_PX[full_width] / natural_width)
+
+
+def page_problems(html: str, page_dir: str | os.PathLike | None = None) -> list[str]:
     """What a reader would stumble on in one built page, as found by script.
 
     Checks the text for :data:`FORBIDDEN_TEXT`, cell outputs for stderr, every figure image in a cell output for
-    a caption (a ``<figure>`` with ``<figcaption>``), and every table in a cell output for a ``<caption>`` or a
-    caption paragraph right before it.
+    a caption (a ``<figure>`` with ``<figcaption>``) and, with ``page_dir``, for text readable at its rendered
+    size (:func:`smallest_text_px` ≥ :data:`READABLE_PX`), and every table in a cell output for a
+    ``<caption>`` or a caption paragraph right before it.
 
     Args:
         html: the page's HTML.
+        page_dir: the folder the page is in, to open its images; None skips the text-size check.
 
     Returns:
         One line per problem (empty when the page is clean).
@@ -300,8 +320,27 @@ def page_problems(html: str) -> list[str]:
             figure = image.find_parent("figure")
             if figure is None or figure.find("figcaption") is None:
                 problems.append(f"a figure without a caption ({image.get('alt') or image.get('src', '')[:40]})")
+            if page_dir is not None:
+                problems += _text_size_problems(image, Path(page_dir))
         problems += ["a table without a caption" for table in output.find_all("table") if not _has_caption(table)]
     return problems
+
+
+def _text_size_problems(image, page_dir: Path) -> list[str]:
+    from PIL import Image
+
+    cell = image.find_parent("div", class_="cell")
+    full_width = cell is not None and "tag_full-width" in (cell.get("class") or [])
+    if not (page_dir / image["src"]).is_file():
+        return [f"a figure whose image file is missing ({image['src']})"]
+    with Image.open(page_dir / image["src"]) as png:
+        width = png.width
+    px = smallest_text_px(width, full_width)
+    if px >= READABLE_PX:
+        return []
+    widest = COLUMN_PX[True] * SMALLEST_FONT_PT / 72 / READABLE_PX  # inches, full width, drawn at FIGURE_DPI
+    return [f"a figure whose smallest text renders at {px:.1f} px in a 1280 px window ({image['src'][-20:]}, "
+            f"{width} px wide): tag its cell full-width (figures up to {widest:.1f} in wide) or narrow it"]
 
 
 def _has_caption(table) -> bool:
@@ -316,17 +355,16 @@ def _has_caption(table) -> bool:
 
 def check_pages(html_dir: str | os.PathLike) -> dict[str, list[str]]:
     """:func:`page_problems` of every content page under a built book's HTML folder (page → problems)."""
-    from pathlib import Path
-
     skip = {"genindex.html", "search.html"}
     pages = sorted(p for p in Path(html_dir).rglob("*.html") if p.name not in skip and "_static" not in p.parts)
-    found = {str(p.relative_to(html_dir)): page_problems(p.read_text(encoding="utf-8")) for p in pages}
+    found = {str(p.relative_to(html_dir)): page_problems(p.read_text(encoding="utf-8"), p.parent) for p in pages}
     return {page: problems for page, problems in found.items() if problems}
 
 
 def main(argv: list[str] | None = None) -> None:
     """``config --scale S``: write the per-scale book config and print its path; ``check HTML_DIR``: exit 1 when a
-    built page shows a placeholder, tracker language, a traceback or stderr, or an uncaptioned figure or table."""
+    built page shows a placeholder, tracker language, a traceback or stderr, an uncaptioned figure or table, or a
+    figure whose text is too small to read."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m ibprune_lib.book", description=main.__doc__)

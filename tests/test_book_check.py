@@ -29,7 +29,27 @@ def test_each_regression_a_reader_would_see_is_found(html, problem):
 
 
 def test_check_pages_reports_only_pages_with_problems(tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (600, 300)).save(tmp_path / "a.png")
     (tmp_path / "good.html").write_text(CLEAN)
     (tmp_path / "bad.html").write_text("<main>Not written yet</main>")
     (tmp_path / "search.html").write_text("<main>issue 12</main>")  # Sphinx's own pages are not content
     assert list(check_pages(tmp_path)) == ["bad.html"]
+
+
+@pytest.mark.parametrize(("width", "cell_class", "readable"), [
+    (600, "cell", True),                   # narrower than the column: drawn at its own size
+    (1100, "cell", False),                 # shrunk to 672 px: 9-pt text at 8.4 px
+    (1100, "cell tag_full-width", True),   # shrunk to 920 px only
+    (1500, "cell tag_full-width", False),
+])
+def test_figure_text_must_be_readable_at_its_rendered_size(tmp_path, width, cell_class, readable):
+    from PIL import Image
+
+    Image.new("RGB", (width, 300)).save(tmp_path / "fig.png")
+    html = (f'<main><div class="{cell_class}"><div class="cell_output"><figure><img src="fig.png"/>'
+            "<figcaption>A figure.</figcaption></figure></div></div></main>")
+    problems = page_problems(html, tmp_path)
+    assert (problems == []) == readable, problems
+    assert readable or "tag its cell full-width (figures up to 12.8 in wide)" in problems[0]
