@@ -96,10 +96,12 @@ def style_table(frame: pd.DataFrame, caption: str | None = None):
     their headers) left-aligned, numbers right-aligned."""
     text = [i for i, c in enumerate(frame.columns) if not pd.api.types.is_numeric_dtype(frame[c])]
     styler = frame.style.hide(axis="index").set_properties(**{"text-align": "right", "white-space": "nowrap"})
-    if text:
-        styler = styler.set_properties(subset=[frame.columns[i] for i in text], **{"text-align": "left"})
+    if text:  # text wraps, so that a long label does not push the numbers out of the column
+        styler = styler.set_properties(subset=[frame.columns[i] for i in text],
+                                       **{"text-align": "left", "white-space": "normal", "min-width": "8em"})
     styler = styler.set_table_styles([
         {"selector": "", "props": "font-size: 0.8em; display: block; overflow-x: auto; max-width: 100%;"},
+        {"selector": "caption", "props": "text-align: left; caption-side: top;"},
         {"selector": "th", "props": "text-align: right; padding: 2px 6px;"},
         {"selector": "td", "props": "padding: 2px 6px;"},
         *({"selector": f"th.col{i}", "props": "text-align: left;"} for i in text),

@@ -11,6 +11,7 @@ def test_tables_scroll_inside_the_column_with_text_left_numbers_right_and_no_ind
     assert "<caption>A caption</caption>" in html and "overflow-x: auto" in html
     assert "row_heading" not in html  # no raw 0, 1, … index
     styles = html.split("</style>")[0]
-    left = [c for c in styles.split("}") if "text-align: left" in c]
+    left = [c for c in styles.split("}") if "text-align: left" in c and "caption" not in c]
     assert left and all("col0" in block and "col1" not in block and "col2" not in block for block in left)
+    assert "caption {\n  text-align: left" in styles  # a caption reads from the left edge of the column
     assert ">0.0015<" in html and ">layer1.4.conv1<" in html
