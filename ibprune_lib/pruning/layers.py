@@ -88,11 +88,12 @@ def _touched(conv: nn.Conv2d, dg: tp.DependencyGraph) -> list[tuple[nn.Module, s
     return [(dep.target.module, dep.handler.__name__) for dep, _ in group if _parametric(dep.target.module)]
 
 
-def _reason_left_out(conv: nn.Conv2d, dg: tp.DependencyGraph, names: dict) -> str | None:
-    """Why ``conv``'s filters are not candidates (None: they are), from Torch-Pruning's group of one filter."""
+def _reason_left_out(
+    conv: nn.Conv2d, touched: list[tuple[nn.Module, str]], dg: tp.DependencyGraph, names: dict
+) -> str | None:
+    """Why ``conv``'s filters are not candidates (None: they are), from ``touched``: :func:`_touched` of it."""
     if conv.groups != 1:
         return "a grouped or depthwise conv: each filter is tied to its own input channels"
-    touched = _touched(conv, dg)
     grouped = [m for m, _ in touched if isinstance(m, nn.Conv2d) and m.groups != 1 and not _is_depthwise(m)]
     if grouped:
         return f"it feeds the grouped conv {names[grouped[0]]}, which mixes channels in groups"
@@ -101,7 +102,7 @@ def _reason_left_out(conv: nn.Conv2d, dg: tp.DependencyGraph, names: dict) -> st
     if len(producers) > 1:
         others = ", ".join(sorted(names[m] for m in producers if m is not conv))
         return f"its channels are coupled with {others} (a residual addition or a concatenation)"
-    if _single_successor(dg, conv) is None or not isinstance(_single_successor(dg, conv), nn.BatchNorm2d):
+    if not isinstance(_single_successor(dg, conv), nn.BatchNorm2d):
         return "no BatchNorm2d right after it"
     consumers = [m for m, side in touched if side == "prune_in_channels"]
     if len(consumers) != 1:
@@ -161,12 +162,12 @@ def survey_layers(
         if conv not in dg.module2node:
             kept_whole[name] = "not reached by the forward pass"
             continue
-        reason = _reason_left_out(conv, dg, probe_names)
+        touched = _touched(conv, dg) if conv.groups == 1 else []
+        reason = _reason_left_out(conv, touched, dg, probe_names)
         if reason is not None:
             kept_whole[name] = reason
             continue
         bn = _single_successor(dg, conv)
-        touched = _touched(conv, dg)
         consumer = next(module for module, side in touched if side == "prune_in_channels")
         through = tuple(probe_names[module] for module, _ in touched if module not in (conv, bn, consumer))
         after_consumer = _single_successor(dg, consumer) if isinstance(consumer, nn.Conv2d) else None
