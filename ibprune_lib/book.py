@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 import warnings
 from collections.abc import Iterable
@@ -47,6 +48,24 @@ def plain(value):
     if isinstance(value, (int, float, str)):
         return value
     raise TypeError(f"glue a number or a string, got {type(value).__name__}")
+
+
+def show_settings(scale: str, settings: dict) -> None:
+    """Glue ``scale`` and show the notebook's settings at that scale as one line of Markdown.
+
+    The three-scale settings dict is plumbing (its cell's input is removed from the book); this line tells the
+    reader what the shown code ran with, e.g. "Scale smoke: batch_size = 64 · block = layer2.4".
+    """
+    from IPython.display import Markdown, display
+
+    def text(value) -> str:
+        if isinstance(value, (tuple, list)):
+            return ", ".join(text(v) for v in value)
+        return f"`{value}`" if isinstance(value, str) else str(value)
+
+    glue("scale", scale)
+    items = " · ".join(f"{key} = {text(value)}" for key, value in settings.items())
+    display(Markdown(f"**Scale `{scale}`** (set `IBPRUNE_SCALE` to change it): {items}"))
 
 
 def glue(name: str, value, display: bool = False) -> None:
@@ -99,13 +118,20 @@ def log_ticks(ax, values, axis: str = "x") -> None:
 
 
 def plain_log_axis(ax, axis: str = "y") -> None:
-    """Write a log axis's tick labels as plain numbers (0.4, 0.6) instead of 4×10⁻¹."""
-    from matplotlib.ticker import FuncFormatter
+    """Label a log axis with plain numbers (0.4, 0.6, not 4×10⁻¹) at steps that suit its span.
+
+    Call it after plotting: the steps come from the current limits, 1-2-5 a decade over one to three decades,
+    every 1…9 within a decade (where a plain log axis would have no labelled tick at all).
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     target = ax.yaxis if axis == "y" else ax.xaxis
-    fmt = FuncFormatter(lambda v, _: f"{v:.3g}")
-    target.set_major_formatter(fmt)
-    target.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.2g}" if f"{v:.2g}"[0] in "2468" else ""))
+    low, high = sorted(ax.get_ylim() if axis == "y" else ax.get_xlim())
+    decades = math.log10(high / low)
+    subs = (1.0,) if decades > 3 else (1.0, 2.0, 5.0) if decades > 1 else tuple(float(d) for d in range(1, 10))
+    target.set_major_locator(LogLocator(subs=subs))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    target.set_minor_formatter(NullFormatter())
 
 
 class Stopwatch:
@@ -359,6 +385,47 @@ def check_pages(html_dir: str | os.PathLike) -> dict[str, list[str]]:
     pages = sorted(p for p in Path(html_dir).rglob("*.html") if p.name not in skip and "_static" not in p.parts)
     found = {str(p.relative_to(html_dir)): page_problems(p.read_text(encoding="utf-8"), p.parent) for p in pages}
     return {page: problems for page, problems in found.items() if problems}
+
+
+SHOWN_LINE_CHARS = 79
+"""The longest line of code a notebook shows (PEP 8's): at 1280 px the content column shows about 80."""
+_HIDDEN_INPUT = {"remove-cell", "remove-input"}
+_COLLAPSED_INPUT = {"hide-input"}
+
+
+def notebook_problems(cells: list[dict]) -> list[str]:
+    """What a reader of a notebook's page would scroll past or squint at, from the notebook's cells.
+
+    Args:
+        cells: the ``cells`` of an nbformat-4 notebook (dicts with ``cell_type``, ``source``, ``metadata``).
+
+    Returns:
+        One line per problem: a shown line of code over :data:`SHOWN_LINE_CHARS` characters (cells whose
+        input is removed are exempt), a ``book.glue`` call in a cell shown open (glue is plumbing: it goes in
+        a ``remove-cell`` cell), a font size under :data:`SMALLEST_FONT_PT`, or not exactly one
+        ``parameters`` cell.
+    """
+    problems, parameters = [], 0
+    for number, cell in enumerate(cells):
+        if cell["cell_type"] != "code":
+            continue
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        parameters += "parameters" in tags
+        source = "".join(cell["source"])
+        where = f"code cell {number}"
+        if not tags & _HIDDEN_INPUT:
+            for line in source.splitlines():
+                if len(line) > SHOWN_LINE_CHARS:
+                    problems.append(f"{where}: a shown line of {len(line)} characters (at most {SHOWN_LINE_CHARS})")
+            if not tags & _COLLAPSED_INPUT and "book.glue(" in source:
+                problems.append(f"{where}: book.glue in shown code (move it to a remove-cell cell)")
+        for size in re.findall(r"fontsize=([\w.\"']+)", source):
+            value = size.strip("\"'")
+            if not value.replace(".", "", 1).isdigit() or float(value) < SMALLEST_FONT_PT:
+                problems.append(f"{where}: fontsize={value} (at least {SMALLEST_FONT_PT} pt)")
+    if parameters != 1:
+        problems.append(f"{parameters} cells tagged parameters (exactly one reads IBPRUNE_SCALE)")
+    return problems
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -166,8 +166,8 @@ def _count(args) -> int:
     if size is None:
         raise ValueError(f"the input size of {name} is unknown: pass --input-size N (its images are N×N)")
     counts = count(model, size)
-    print(f"{name} at {size[1]}×{size[2]}: {counts} [{counts.macs:,} MACs, {counts.params:,} params, "
-          f"{counts.params_without_norm:,} without batch norm; thop convention]")
+    print(f"{name} at {size[1]}×{size[2]}: {counts}\n  exactly: {counts.macs:,} MACs; {counts.params:,} params, "
+          f"{counts.params_without_norm:,} without batch norm")
     if args.latency:
         for batch_size in (1, 64):
             timing = latency(model, batch_size, size, threads=args.threads)

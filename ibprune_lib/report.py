@@ -5,10 +5,12 @@ Every number comes from a cell's JSON; a cell that has not run is a row that say
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 
 from .experiments import Cell
-from .paper import METHOD_LABELS, TABLE1
+from .paper import METHOD_LABELS, MODEL_LABELS, TABLE1, TABLE1_BUDGET_ROW
 
 NOT_RUN = "not run yet"
 
@@ -65,11 +67,12 @@ def network_table(rows: pd.DataFrame, model: str) -> pd.DataFrame:
         model: the network.
 
     Returns:
-        Display strings: ``source, method, top-1 (%), Δ (points), FLOPs ↓ (%), params ↓ (%), right after
-        pruning, after BN recalibration, selection (s)``; the paper's rows show "—" where it reports nothing.
+        Display strings: ``source, method, top-1 (%), Δ (points), FLOPs ↓ (%), params ↓ (%), pruned (%)``
+        (top-1 right after pruning), ``recalibrated (%)`` (after BatchNorm recalibration), ``selection (s)``;
+        the paper's rows show "—" where it reports nothing.
     """
     columns = ["source", "method", "top-1 (%)", "Δ (points)", "FLOPs ↓ (%)", "params ↓ (%)",
-               "right after pruning (%)", "after BN recalibration (%)", "selection (s)"]
+               "pruned (%)", "recalibrated (%)", "selection (s)"]
     out = []
     ours = rows[rows["model"] == model]
     for _, row in ours.sort_values("finetuned", ascending=False, na_position="last").iterrows():
@@ -91,10 +94,32 @@ def network_table(rows: pd.DataFrame, model: str) -> pd.DataFrame:
     return pd.DataFrame(out, columns=columns)
 
 
+def network_caption(rows: pd.DataFrame, model: str, scale: str) -> str:
+    """The caption of :func:`network_table`: the network, the scale, our unpruned top-1 and the budget row."""
+    unpruned = rows.loc[rows["model"] == model, "unpruned"].dropna()
+    ours = f"; our unpruned top-1 {unpruned.iloc[0]:.2f}%" if len(unpruned) else ""
+    flops, params = TABLE1_BUDGET_ROW[model]
+    return (f"{MODEL_LABELS[model]} on CIFAR-10 at the {scale} scale{ours}; the paper's budget row removes "
+            f"{flops}% of FLOPs, {params}% of parameters")
+
+
+_NUMBER_TEXT = re.compile(r"^[+\-−]?\d[\d,.]*(e[+\-]?\d+)?( ± \d[\d.]*)?%?$")
+_NO_NUMBER = {"", "—", NOT_RUN}
+
+
+def _reads_as_numbers(column: pd.Series) -> bool:
+    """True for a numeric column, or one of numbers formatted as text ("93.41", "+0.05", "24.5 ± 1.2", "—")."""
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    values = [str(v) for v in column if not pd.isna(v)]
+    return any(v not in _NO_NUMBER for v in values) and all(
+        v in _NO_NUMBER or _NUMBER_TEXT.match(v) for v in values)
+
+
 def style_table(frame: pd.DataFrame, caption: str | None = None):
     """A compact Styler without the index that scrolls inside the book's content column: text columns (and
-    their headers) left-aligned, numbers right-aligned."""
-    text = [i for i, c in enumerate(frame.columns) if not pd.api.types.is_numeric_dtype(frame[c])]
+    their headers) left-aligned, numbers (also numbers formatted as text) right-aligned."""
+    text = [i for i, c in enumerate(frame.columns) if not _reads_as_numbers(frame[c])]
     styler = frame.style.hide(axis="index").set_properties(**{"text-align": "right", "white-space": "nowrap"})
     if text:  # text wraps, so that a long label does not push the numbers out of the column
         styler = styler.set_properties(subset=[frame.columns[i] for i in text],

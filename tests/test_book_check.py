@@ -53,3 +53,23 @@ def test_figure_text_must_be_readable_at_its_rendered_size(tmp_path, width, cell
     problems = page_problems(html, tmp_path)
     assert (problems == []) == readable, problems
     assert readable or "tag its cell full-width (figures up to 12.8 in wide)" in problems[0]
+
+
+@pytest.mark.parametrize(("low", "high"), [(0.39, 0.79), (0.02, 2.0), (1e-4, 10.0)])
+def test_a_plain_log_axis_has_labelled_ticks_at_any_span(low, high):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ibprune_lib.book import plain_log_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([1, 2], [low, high])
+    ax.set_yscale("log")
+    plain_log_axis(ax, "y")
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_yticklabels() if low <= t.get_position()[1] <= high]
+    plt.close(fig)
+    assert len([text for text in labels if text]) >= 2
+    assert all("10^" not in text and "times" not in text for text in labels)

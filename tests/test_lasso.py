@@ -107,6 +107,29 @@ def test_smoothing_proximal_gradient_reaches_the_cvxpy_optimum(name):
     assert objective(X, Y, result.W, penalty) <= cvxpy_objective(X, Y, penalty) * (1 + 1e-3)
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_primal_dual_on_the_smoothed_tree_reaches_the_cvxpy_optimum_and_traces_the_exact_objective(seed):
+    X, Y = regression(seed)
+    exact = penalties(X, Y)["tree"]
+    penalty = TreeLasso(exact.lam, exact.tree, exact_prox=False)  # internal groups carried by the dual
+    result = fit(X, Y, penalty, solver="primal_dual", tol=1e-9)
+    assert result.solver == "primal_dual" and count_nonzero(result.W) > 0
+    best = objective(X, Y, result.W, penalty)
+    assert best <= cvxpy_objective(X, Y, penalty) * (1 + 1e-3)
+    assert min(result.objective_trace) == pytest.approx(best, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", ["graph", "tree"])
+def test_the_value_of_the_structured_part_from_the_operator_is_the_penaltys(name):
+    X, Y = regression(3)
+    penalty = penalties(X, Y)[name]
+    if name == "tree":
+        penalty = TreeLasso(penalty.lam, penalty.tree, exact_prox=False)
+    W = torch.randn(X.shape[1], Y.shape[1], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    from_operator = penalty.operator_value(penalty.operator(W))
+    assert float(from_operator) == pytest.approx(float(penalty.structured_value(W)), rel=1e-12)
+
+
 def test_nonnegative_lasso_matches_cvxpy():
     X, Y = regression(3)
     penalty = L1(0.2 * float((X.T @ Y).abs().max()), nonnegative=True)

@@ -15,3 +15,17 @@ def test_tables_scroll_inside_the_column_with_text_left_numbers_right_and_no_ind
     assert left and all("col0" in block and "col1" not in block and "col2" not in block for block in left)
     assert "caption {\n  text-align: left" in styles  # a caption reads from the left edge of the column
     assert ">0.0015<" in html and ">layer1.4.conv1<" in html
+
+
+def test_numbers_formatted_as_text_are_right_aligned_like_numbers():
+    frame = pd.DataFrame({
+        "method": ["sTLP-IB", "L1-norm"],
+        "top-1 (%)": ["93.41", "not run yet"],
+        "Δ (points)": ["+0.05", "−1.20"],
+        "pruned (%)": ["24.50 ± 1.21", "—"],
+        "note": ["—", "run 3"],
+    })
+    styles = style_table(frame).to_html().split("</style>")[0]
+    left = "".join(c for c in styles.split("}") if "text-align: left" in c and "caption" not in c)
+    assert "col0" in left and "col4" in left  # the label and the free text
+    assert not any(f"col{i}" in left for i in (1, 2, 3))

@@ -111,6 +111,10 @@ class Penalty(ABC):
         """Euclidean projection of an (m, p) dual onto Q, column by column."""
         raise NotImplementedError(f"{type(self).__name__} has no structured operator")
 
+    def operator_value(self, KW: torch.Tensor) -> torch.Tensor:
+        """Ω_s from K(W) (m, w) of some rows of W: the support function of Q at K(W), a 0-d tensor."""
+        raise NotImplementedError(f"{type(self).__name__} has no structured operator")
+
     def l1_value(self, W: torch.Tensor) -> torch.Tensor:
         """Σ_ij t_j |W_ij|, the L1 part of Ω, as a 0-d tensor."""
         return W.abs().sum(dim=0) @ self.l1_weights(W.shape[1], W)
@@ -217,6 +221,9 @@ class GraphLasso(Penalty):
 
     def project_dual(self, A: torch.Tensor) -> torch.Tensor:
         return A.clamp(-1.0, 1.0)
+
+    def operator_value(self, KW: torch.Tensor) -> torch.Tensor:
+        return KW.abs().sum()  # Q is the box [-1, 1]: its support function is the ℓ1 norm
 
     def structured_row_values(self, W: torch.Tensor) -> torch.Tensor:
         if not self.has_operator:
@@ -405,6 +412,9 @@ class TreeLasso(Penalty):
         ops = self._like(A)
         norms = (ops["S"] @ A.square()).sqrt()
         return A / norms.clamp_min(1.0)[ops["pair_node"]]
+
+    def operator_value(self, KW: torch.Tensor) -> torch.Tensor:
+        return (self._like(KW)["S"] @ KW.square()).sqrt().sum()  # Q is a unit ball per group: Σ group norms
 
     def operator_norm_sq(self) -> float:
         return self._norm_sq if self.has_operator else 0.0

@@ -323,7 +323,7 @@ def _primal_dual(G, B, penalty, W, GW, A, tracker, g_norm, max_iter, tol) -> tup
         work.KW_w = KW_new
         adjoint_A[work.rows] = penalty.adjoint(work.A_w)
         W, GW = W_new, work.G_w @ W_new_w
-        tracker.record(W, GW, KW_new.abs().sum())
+        tracker.record(W, GW, penalty.operator_value(KW_new))
         if tracker.stalled(0, tol, growing=True):
             return True, work.full_dual()
     return False, work.full_dual()

@@ -1,0 +1,52 @@
+"""The committed notebooks, read as a reader of the book meets them: shown code fits the column."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ibprune_lib.book import SHOWN_LINE_CHARS, notebook_problems
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def code(source, *tags):
+    return {"cell_type": "code", "source": source, "metadata": {"tags": list(tags)}}
+
+
+PARAMETERS = code('scale = os.environ.get("IBPRUNE_SCALE", "smoke")', "parameters")
+
+
+def test_every_notebook_is_found():
+    assert len(NOTEBOOKS) >= 11
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_notebook_has_no_problem_a_reader_would_see(path):
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    assert notebook_problems(cells) == []
+
+
+def test_a_tidy_notebook_passes():
+    cells = [
+        PARAMETERS,
+        code("result = select(X, Y, k)"),
+        code('book.glue("k", k)', "remove-cell"),
+        code("x" * (SHOWN_LINE_CHARS + 20), "remove-input"),
+        code('book.glue("rows", rows)\nax.legend(fontsize=9)', "hide-input"),
+        {"cell_type": "markdown", "source": "y" * 200, "metadata": {}},
+    ]
+    assert notebook_problems(cells) == []
+
+
+@pytest.mark.parametrize(("cells", "problem"), [
+    ([PARAMETERS, code("x" * (SHOWN_LINE_CHARS + 1))], f"a shown line of {SHOWN_LINE_CHARS + 1} characters"),
+    ([PARAMETERS, code("x" * (SHOWN_LINE_CHARS + 1), "hide-input")], "a shown line of"),
+    ([PARAMETERS, code('book.glue("k", k)')], "book.glue in shown code"),
+    ([PARAMETERS, code("ax.legend(fontsize=8)", "remove-input")], "fontsize=8"),
+    ([PARAMETERS, code('ax.legend(fontsize="small")', "hide-input")], "fontsize=small"),
+    ([code("scale = 'smoke'")], "0 cells tagged parameters"),
+    ([PARAMETERS, PARAMETERS], "2 cells tagged parameters"),
+])
+def test_each_problem_is_found(cells, problem):
+    assert any(problem in line for line in notebook_problems(cells))
