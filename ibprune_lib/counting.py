@@ -54,14 +54,29 @@ def count(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32)) -> C
         The counts; ``params`` is the exact number of parameter elements, ``norm_params`` the share of
         batch-norm (and other ``_NormBase``/``GroupNorm``/``LayerNorm``) layers.
     """
+    return count_modules(model, input_size)[0]
+
+
+def count_modules(model: nn.Module, input_size: tuple[int, int, int] = (3, 32, 32)) -> tuple[Counts, dict[str, float]]:
+    """:func:`count`, and the MACs of every module without children by qualified name (thop's breakdown)."""
     from thop import profile
 
     probe = copy.deepcopy(model).cpu().float().eval()
     with torch.no_grad():
-        macs, _ = profile(probe, inputs=(torch.zeros(1, *input_size),), verbose=False)
+        macs, _, layers = profile(probe, inputs=(torch.zeros(1, *input_size),), verbose=False, ret_layer_info=True)
+    by_module = {}
+    pending = [("", layers)]
+    while pending:
+        prefix, level = pending.pop()
+        for name, (module_macs, _, children) in level.items():
+            if children:
+                pending.append((f"{prefix}{name}.", children))
+            else:
+                by_module[prefix + name] = float(module_macs)
     norm_layers = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
     norm_params = sum(p.numel() for m in model.modules() if isinstance(m, norm_layers) for p in m.parameters(recurse=False))
-    return Counts(macs=int(round(macs)), params=sum(p.numel() for p in model.parameters()), norm_params=norm_params)
+    counts = Counts(macs=int(round(macs)), params=sum(p.numel() for p in model.parameters()), norm_params=norm_params)
+    return counts, by_module
 
 
 @dataclass(frozen=True)

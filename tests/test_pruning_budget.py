@@ -77,3 +77,17 @@ def test_explicit_keep_counts_are_validated(vgg16):
         check_keep_counts([1], layers)
     with pytest.raises(ValueError, match="in \\[1, 256\\], got 0"):
         check_keep_counts([0] + [1] * (len(layers) - 1), layers)
+
+
+def test_googlenets_paper_budget_is_reachable_with_the_concatenations_inputs_pruned():
+    model = get_model("googlenet").eval()
+    layers = prunable_layers(model)  # the first four convs whole, as the paper
+    counts = count_model(model, layers)
+    smallest = np.ones(len(layers), dtype=np.int64)
+    # Table 1's GoogLeNet rows: 69% of the FLOPs and 63% of the parameters removed
+    assert counts.ratio(smallest, "macs") < 0.31 and counts.ratio(smallest, "params") < 0.37
+    keep = keep_counts_for_target(counts, "macs", 0.31)
+    assert counts.ratio(keep, "macs") == pytest.approx(0.31, rel=0.01)
+    # four consumers, one per branch of the next inception: the four branch outputs of eight inceptions and the
+    # stem, less the three of them among the first four convs (pre_layers.0, a3.b1.0, a3.b2.3)
+    assert [len(layer.consumers) for layer in layers].count(4) == 8 * 4 + 1 - 3

@@ -9,7 +9,7 @@ from .budget import METRICS, CountModel, count_model, keep_counts_for_target
 from .capture import FEATURE_KINDS, LayerFeatures, capture
 from .criteria import METHODS, Criterion, get_criterion
 from .itpruner import itpruner_keep_counts
-from .layers import LayerSurvey, PrunableLayer, prunable_layers, survey_layers
+from .layers import Consumer, LayerSurvey, PrunableLayer, prunable_layers, survey_layers
 from .pipeline import WIDTHS, PruneResult, finetune, prune
 from .surgery import prune_channels
 
@@ -18,6 +18,7 @@ __all__ = [
     "METHODS",
     "METRICS",
     "WIDTHS",
+    "Consumer",
     "CountModel",
     "Criterion",
     "LayerFeatures",

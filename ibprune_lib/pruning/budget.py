@@ -2,15 +2,15 @@
 
 The counts of a pruned model are an exact quadratic function of the per-layer keep counts k (L layers):
 every module's MACs and every parameter tensor scale with its input channels times its output channels, and
-a prunable layer's removal touches only its conv and BatchNorm (output side) and its consumer (input side).
+a prunable layer's removal touches only its conv and BatchNorm (output side) and its consumers (input side).
 So
 
     count(k) = c₀ + aᵀk + ½ kᵀQk,
 
-where Q_lm ≠ 0 only when layer l's consumer is layer m's conv (VGG's chained convs, a GoogLeNet branch, a
-ResNet-50 bottleneck). :func:`count_model` measures c₀, a and Q with ``thop`` on pruned copies (1 + L + pairs
-of them) and checks the fit on one more; the budget search then costs nothing, and the same quadratic is
-ITPruner's FLOPs constraint.
+where Q_lm ≠ 0 only when a consumer of layer l is layer m's conv (VGG's chained convs, a GoogLeNet branch or
+concatenation, a ResNet-50 bottleneck). :func:`count_model` measures c₀, a and Q with ``thop`` on pruned copies (1 + L of
+them: Q_lm from the per-module breakdown, in layer m's conv alone) and checks the fit on one more; the budget
+search then costs nothing, and the same quadratic is ITPruner's FLOPs constraint.
 
 A target is met by one shared keep ratio r over the prunable layers: the continuous r with count(r·c) equal
 to the target is found by bisection, then every layer keeps ⌊r·c_l⌋ or ⌈r·c_l⌉ channels (the ceilings given
@@ -30,7 +30,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from ..counting import count
+from ..counting import count_modules
 from .layers import PrunableLayer
 
 METRICS = ("params", "macs")
@@ -108,12 +108,14 @@ def check_keep_counts(keep: Sequence[int], layers: Sequence[PrunableLayer]) -> l
 def sliced_copy(model: nn.Module, layers: Sequence[PrunableLayer], keep: Sequence[int]) -> nn.Module:
     """A deep copy of ``model`` keeping the first ``keep[l]`` channels of each layer (for counting only).
 
-    Slices each layer's conv, BatchNorm, depthwise convs in between and consumer directly with Torch-Pruning's
+    Slices each layer's conv, BatchNorm, depthwise convs in between and consumers directly with Torch-Pruning's
     module pruners, which is what the dependency graph does for a prunable layer (its group is exactly these),
-    without tracing.
+    without tracing. A consumer is sliced once, after every layer: the input channels of the layers that meet
+    in a concatenation are counted from the original offsets.
     """
     probe = copy.deepcopy(model)
     modules = dict(probe.named_modules())
+    consumer_inputs: dict[str, list[int]] = {}
     for layer, k in zip(layers, keep):
         removed = list(range(int(k), layer.channels))
         if not removed:
@@ -125,18 +127,20 @@ def sliced_copy(model: nn.Module, layers: Sequence[PrunableLayer], keep: Sequenc
                 tp.prune_depthwise_conv_out_channels(modules[name], removed)
             else:
                 tp.prune_batchnorm_out_channels(modules[name], removed)
-        consumer = modules[layer.consumer_name]
-        if isinstance(consumer, nn.Linear):
-            tp.prune_linear_in_channels(consumer, removed)
+        for consumer in layer.consumers:
+            consumer_inputs.setdefault(consumer.name, []).extend(consumer.offset + i for i in removed)
+    for name, removed in consumer_inputs.items():
+        if isinstance(modules[name], nn.Linear):
+            tp.prune_linear_in_channels(modules[name], removed)
         else:
-            tp.prune_conv_in_channels(consumer, removed)
+            tp.prune_conv_in_channels(modules[name], removed)
     return probe
 
 
 def coupled_pairs(layers: Sequence[PrunableLayer]) -> list[tuple[int, int]]:
-    """(l, m) with layer l's consumer the conv of layer m: the only products k_l·k_m in the counts."""
+    """(l, m) with a consumer of layer l the conv of layer m: the only products k_l·k_m in the counts."""
     index = {layer.name: i for i, layer in enumerate(layers)}
-    return [(l, index[layer.consumer_name]) for l, layer in enumerate(layers) if layer.consumer_name in index]
+    return [(l, index[c.name]) for l, layer in enumerate(layers) for c in layer.consumers if c.name in index]
 
 
 def count_model(
@@ -158,23 +162,33 @@ def count_model(
     channels = np.array([layer.channels for layer in layers], dtype=np.int64)
     half = np.maximum(1, channels // 2)
     drop = channels - half
+    convs = [layer.name for layer in layers]
 
-    def measure(keep) -> np.ndarray:
-        counts = count(sliced_copy(model, layers, keep), input_size)
-        return np.array([counts.params, counts.macs], dtype=np.float64)
+    def measure(keep) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Total (params, MACs) of the sliced copy, and (params, MACs) of each layer's conv in it."""
+        probe = sliced_copy(model, layers, keep)
+        counts, macs = count_modules(probe, input_size)
+        modules = dict(probe.named_modules())
+        own = {name: np.array([sum(p.numel() for p in modules[name].parameters(recurse=False)), macs[name]],
+                              dtype=np.float64) for name in convs}
+        return np.array([counts.params, counts.macs], dtype=np.float64), own
 
-    full = measure(channels)
+    full, full_convs = measure(channels)
+    partners: dict[int, list[int]] = {}
+    for l, m in coupled_pairs(layers):
+        partners.setdefault(l, []).append(m)
     slope = {}  # ∂count/∂k_l at full width: a_l + Σ_m Q_lm c_m
+    Q = np.zeros((2, len(layers), len(layers)))
     for l in range(len(layers)):
         keep = channels.copy()
         keep[l] = half[l]
-        slope[l] = (full - measure(keep)) / max(drop[l], 1)
-    Q = np.zeros((2, len(layers), len(layers)))
-    for l, m in coupled_pairs(layers):
-        keep = channels.copy()
-        keep[[l, m]] = half[[l, m]]
-        both = measure(keep)
-        Q[:, l, m] = Q[:, m, l] = (both - full + drop[l] * slope[l] + drop[m] * slope[m]) / (drop[l] * drop[m])
+        total, convs_l = measure(keep)
+        slope[l] = (full - total) / max(drop[l], 1)
+        # Q_lm lives in layer m's conv alone, whose counts are k_in·k_out·const (+ k_out·const for a bias):
+        # halving k_l changes them by Q_lm·drop_l·c_m, with k_m at full width c_m.
+        for m in partners.get(l, []):
+            change = full_convs[convs[m]] - convs_l[convs[m]]
+            Q[:, l, m] = Q[:, m, l] = change / (max(drop[l], 1) * channels[m])
     slopes = np.stack([slope[l] for l in range(len(layers))], axis=1)  # (2, L)
     a = slopes - np.einsum("slm,m->sl", Q, channels)
     c0 = full - a @ channels - 0.5 * np.einsum("l,slm,m->s", channels, Q, channels)
@@ -186,13 +200,13 @@ def count_model(
         quadratic={metric: Q[i] for i, metric in enumerate(METRICS)},
     )
     check = np.maximum(1, (channels * 3) // 10)
-    real = measure(check)
+    real = measure(check)[0]
     for i, metric in enumerate(METRICS):
         if abs(fitted(check, metric) - real[i]) > 0.5:
             raise RuntimeError(
                 f"the {metric} of the pruned model are not the quadratic of the keep counts "
                 f"({fitted(check, metric):.0f} predicted, {real[i]:.0f} counted): a layer's removal touches more "
-                "than its conv, BatchNorm and consumer"
+                "than its conv, BatchNorm and consumers"
             )
     return fitted
 

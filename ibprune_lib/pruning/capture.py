@@ -2,9 +2,10 @@
 
 Three kinds of features, by what a criterion regresses or scores:
 
-* ``"rows"`` (book/formulation.md §1, the default direction): ``inputs`` = the consumer's input (the candidate channels
-  after BN, ReLU and any pooling, as the consumer sees them), ``outputs`` = the consumer's response (conv → BN,
-  or the Linear's output).
+* ``"rows"`` (book/formulation.md §1, the default direction): ``inputs`` = the first consumer's input at the
+  layer's channels (the candidates after BN, ReLU and any pooling, as the consumer sees them; a slice of it
+  after a concatenation), ``outputs`` = the consumers' responses (conv → BN, or a Linear's output), stacked
+  along the channels when a layer has several consumers.
 * ``"columns"``: ``inputs`` = the producing conv's input, ``outputs`` = its own response (conv → BN).
 * ``"maps"``: ``outputs`` = the candidate channels' maps, ReLU of the producer's BN output (where HRank hooks
   them, before any pooling); ``inputs`` is None.
@@ -44,38 +45,55 @@ class LayerFeatures:
     outputs: torch.Tensor
 
 
-def _hook_points(layer: PrunableLayer, kind: str) -> tuple[nn.Module | None, nn.Module]:
-    """(module whose forward input is ``inputs`` or None, module whose forward output is ``outputs``)."""
+def _hook_points(layer: PrunableLayer, kind: str) -> tuple[nn.Module | None, list[nn.Module]]:
+    """(module whose forward input is ``inputs`` or None, modules whose forward outputs make ``outputs``)."""
     if kind == "rows":
-        return layer.consumer, layer.consumer_bn or layer.consumer
+        return layer.consumer, [c.bn or c.module for c in layer.consumers]
     if kind == "columns":
-        return layer.conv, layer.bn
-    return None, layer.bn
+        return layer.conv, [layer.bn]
+    return None, [layer.bn]
+
+
+def _stack(responses: list[torch.Tensor]) -> torch.Tensor:
+    """Several consumers' responses as one (bs, q, h, w) or (bs, q) tensor: stacked along the channels, each
+    averaged over its positions first when their sizes differ (a conv and a Linear, or different strides)."""
+    if len(responses) == 1:
+        return responses[0]
+    if len({r.shape[2:] for r in responses}) > 1:
+        responses = [r.flatten(2).mean(dim=2) if r.ndim > 2 else r for r in responses]
+    return torch.cat(responses, dim=1)
 
 
 def _forward_with_hooks(
     model: nn.Module, images: torch.Tensor, layers: list[PrunableLayer], kind: str
 ) -> list[LayerFeatures]:
     """One forward of ``model`` on ``images`` in eval mode, recording ``kind`` features of ``layers``."""
-    store: dict[tuple[int, str], torch.Tensor] = {}
+    store: dict[tuple[int, int], torch.Tensor] = {}
     handles = []
 
-    def recorder(index: int, side: str):
+    def recorder(index: int, slot: int, channels: slice | None = None):
         def hook(module, args, output):
-            tensor = args[0] if side == "inputs" else output
+            tensor = args[0] if slot < 0 else output
+            if channels is not None:
+                tensor = tensor[:, channels]
             if kind == "maps":
                 tensor = F.relu(tensor)
-            store[(index, side)] = tensor.detach().clone()  # clone: an in-place ReLU follows some BNs
+            store[(index, slot)] = tensor.detach().clone()  # clone: an in-place ReLU follows some BNs
 
         return hook
 
     was_training = model.training
     try:
         for index, layer in enumerate(layers):
-            input_module, output_module = _hook_points(layer, kind)
+            input_module, output_modules = _hook_points(layer, kind)
             if input_module is not None:
-                handles.append(input_module.register_forward_hook(recorder(index, "inputs")))
-            handles.append(output_module.register_forward_hook(recorder(index, "outputs")))
+                channels = None
+                if kind == "rows":  # the layer's channels among the first consumer's inputs
+                    offset = layer.consumers[0].offset
+                    channels = slice(offset, offset + layer.channels)
+                handles.append(input_module.register_forward_hook(recorder(index, -1, channels)))
+            for slot, module in enumerate(output_modules):
+                handles.append(module.register_forward_hook(recorder(index, slot)))
         model.eval()
         with torch.inference_mode():
             model(images)
@@ -83,7 +101,9 @@ def _forward_with_hooks(
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    return [LayerFeatures(store.get((i, "inputs")), store[(i, "outputs")]) for i in range(len(layers))]
+    slots = [len(_hook_points(layer, kind)[1]) for layer in layers]
+    return [LayerFeatures(store.get((i, -1)), _stack([store[(i, slot)] for slot in range(n)]))
+            for i, n in enumerate(slots)]
 
 
 def _chunks(model: nn.Module, images: torch.Tensor, layers: list[PrunableLayer], kind: str, max_bytes: int):

@@ -1,21 +1,25 @@
 """Which filters can go: prunable-layer discovery (book/formulation.md §5).
 
-A *prunable layer* is a convolution whose output channels feed exactly one parametric consumer, one to one,
-possibly through depthwise convolutions (MobileNet's inverted residuals), which keep every channel apart:
+A *prunable layer* is a convolution whose output channels feed one or more parametric consumers, each channel
+to one input channel of each consumer, possibly through depthwise convolutions (MobileNet's inverted
+residuals), which keep every channel apart, or through a concatenation (GoogLeNet's inception outputs), which
+places them at an offset among the consumer's inputs:
 
     conv ─ BatchNorm2d ─ (ReLU, pooling, flatten: no parameters) ─ consumer (Conv2d or Linear, input side)
     conv ─ BatchNorm2d ─ ReLU ─ depthwise conv ─ BatchNorm2d ─ ReLU ─ consumer
+    conv ─ BatchNorm2d ─ ReLU ─ concatenation ─ (pooling) ─ consumers (every branch that reads it)
 
 Torch-Pruning's dependency graph decides this: removing one of the conv's filters must touch exactly the conv's
-output channels, its BatchNorm, the channel of each depthwise conv and BatchNorm in between, and the consumer's
-input channels, and nothing else with parameters. The regression's candidates are then the consumer's input
-channels, each the image of one filter. No
+output channels, its BatchNorm, the channel of each depthwise conv and BatchNorm in between, and one input
+channel of each consumer, and nothing else with parameters (no other producer: a residual addition couples
+convs and leaves them out). The regression's candidates are then the first consumer's input channels at the
+layer's offset, each the image of one filter, and its responses the outputs of every consumer. No
 architecture is hard-coded; on the zoo the rule finds what book/formulation.md §5 lists:
 
 * VGG-16: every conv (the last one's consumer is the first Linear);
 * CIFAR ResNet: the inner ``conv1`` of each block (consumer ``conv2``); the residual stream is coupled;
-* GoogLeNet: the reducing and intermediate convs inside each inception branch; a branch's last conv feeds the
-  concatenation (coupled with the other branches) and stays;
+* GoogLeNet: every conv (the stem feeds the four branches of the first inception; each branch's last conv
+  feeds the concatenation, whose consumers are the four branches of the next inception, or the classifier);
 * ResNet-50: ``conv1`` and ``conv2`` of each bottleneck.
 
 The paper prunes "without the first four layers": ``skip_first`` leaves the first prunable layers (in the
@@ -33,6 +37,25 @@ from torch import nn
 
 
 @dataclass(frozen=True, eq=False)
+class Consumer:
+    """A layer that reads a prunable layer's channels, on its input side.
+
+    Attributes:
+        name: qualified name of ``module``.
+        module: the Conv2d or Linear.
+        bn: the BatchNorm2d right after a conv consumer (its output is a response), or None (a Linear: the
+            response is the Linear's output).
+        offset: where the layer's channels start among ``module``'s input channels: 0, or the channels of the
+            branches before it in a concatenation.
+    """
+
+    name: str
+    module: nn.Module
+    bn: nn.BatchNorm2d | None
+    offset: int = 0
+
+
+@dataclass(frozen=True, eq=False)
 class PrunableLayer:
     """A conv whose filters are candidates, with the modules its removal touches.
 
@@ -41,12 +64,10 @@ class PrunableLayer:
         conv: the producing conv; its output channels are the candidates.
         bn_name: qualified name of ``bn``.
         bn: the BatchNorm2d right after ``conv``.
-        consumer_name: qualified name of ``consumer``.
-        consumer: the Conv2d or Linear whose input channels are the candidates (after BN, ReLU, pooling).
-        consumer_bn: the BatchNorm2d right after a conv consumer (its output is the regression's response),
-            or None (a Linear consumer: the response is the Linear's output).
+        consumers: every layer that reads the channels, in module order (one, except where a conv feeds
+            several branches, directly or through a concatenation).
         channels: number of candidates, ``conv.out_channels`` at discovery.
-        through: qualified names of the depthwise convs and their BatchNorms between ``bn`` and ``consumer``
+        through: qualified names of the depthwise convs and their BatchNorms between ``bn`` and the consumers
             (each loses the removed channels too); empty for most networks.
     """
 
@@ -54,23 +75,28 @@ class PrunableLayer:
     conv: nn.Conv2d
     bn_name: str
     bn: nn.BatchNorm2d
-    consumer_name: str
-    consumer: nn.Module
-    consumer_bn: nn.BatchNorm2d | None
+    consumers: tuple[Consumer, ...]
     channels: int
     through: tuple[str, ...] = ()
+
+    @property
+    def consumer(self) -> nn.Module:
+        """The first consumer's module: its input, at the layer's offset, is the regression's X side."""
+        return self.consumers[0].module
+
+    @property
+    def consumer_name(self) -> str:
+        """The first consumer's name."""
+        return self.consumers[0].name
 
 
 def _parametric(module: nn.Module) -> bool:
     return any(True for _ in module.parameters(recurse=False))
 
 
-def _consumer_width(module: nn.Module) -> int | None:
-    if isinstance(module, nn.Conv2d) and module.groups == 1:
-        return module.in_channels
-    if isinstance(module, nn.Linear):
-        return module.in_features
-    return None
+def _takes_channels(module: nn.Module) -> bool:
+    """A consumer whose input channels can be sliced: an ungrouped conv or a Linear."""
+    return (isinstance(module, nn.Conv2d) and module.groups == 1) or isinstance(module, nn.Linear)
 
 
 def _single_successor(dg: tp.DependencyGraph, module: nn.Module) -> nn.Module | None:
@@ -82,37 +108,40 @@ def _is_depthwise(module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and module.groups == module.in_channels == module.out_channels > 1
 
 
-def _touched(conv: nn.Conv2d, dg: tp.DependencyGraph) -> list[tuple[nn.Module, str]]:
-    """(module, side) of every module with parameters that removing one of ``conv``'s filters touches."""
+def _touched(conv: nn.Conv2d, dg: tp.DependencyGraph) -> list[tuple[nn.Module, str, list[int]]]:
+    """(module, side, indices) of every module with parameters that removing ``conv``'s filter 0 touches;
+    indices are where that filter lands in the module (its input channels for a consumer)."""
     group = dg.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=[0])
-    return [(dep.target.module, dep.handler.__name__) for dep, _ in group if _parametric(dep.target.module)]
+    return [(dep.target.module, dep.handler.__name__, [int(getattr(i, "idx", i)) for i in idxs])
+            for dep, idxs in group if _parametric(dep.target.module)]
 
 
 def _reason_left_out(
-    conv: nn.Conv2d, touched: list[tuple[nn.Module, str]], dg: tp.DependencyGraph, names: dict
+    conv: nn.Conv2d, touched: list[tuple[nn.Module, str, list[int]]], dg: tp.DependencyGraph, names: dict
 ) -> str | None:
     """Why ``conv``'s filters are not candidates (None: they are), from ``touched``: :func:`_touched` of it."""
     if conv.groups != 1:
         return "a grouped or depthwise conv: each filter is tied to its own input channels"
-    grouped = [m for m, _ in touched if isinstance(m, nn.Conv2d) and m.groups != 1 and not _is_depthwise(m)]
+    grouped = [m for m, _, _ in touched if isinstance(m, nn.Conv2d) and m.groups != 1 and not _is_depthwise(m)]
     if grouped:
         return f"it feeds the grouped conv {names[grouped[0]]}, which mixes channels in groups"
-    producers = [m for m, side in touched
+    producers = [m for m, side, _ in touched
                  if side == "prune_out_channels" and not isinstance(m, nn.BatchNorm2d) and not _is_depthwise(m)]
     if len(producers) > 1:
         others = ", ".join(sorted(names[m] for m in producers if m is not conv))
-        return f"its channels are coupled with {others} (a residual addition or a concatenation)"
+        return f"its channels are coupled with {others} (a residual addition)"
     if not isinstance(_single_successor(dg, conv), nn.BatchNorm2d):
         return "no BatchNorm2d right after it"
-    consumers = [m for m, side in touched if side == "prune_in_channels"]
-    if len(consumers) != 1:
-        return f"its channels feed {len(consumers)} layers" if consumers else "no layer with parameters consumes it"
-    if _consumer_width(consumers[0]) != conv.out_channels:
-        return f"its consumer {names[consumers[0]]} does not take its channels one to one"
-    depthwise = sum(_is_depthwise(m) for m, _ in touched)
-    if len(touched) != 3 + 2 * depthwise:
+    consumers = [(m, indices) for m, side, indices in touched if side == "prune_in_channels"]
+    if not consumers:
+        return "no layer with parameters consumes it"
+    for module, indices in consumers:
+        if not _takes_channels(module) or len(indices) != 1:
+            return f"its consumer {names[module]} does not take its channels one to one"
+    depthwise = sum(_is_depthwise(m) for m, _, _ in touched)
+    if len(touched) != 2 + 2 * depthwise + len(consumers):
         return (f"removing a filter touches {len(touched)} layers with parameters, not conv, BatchNorm, "
-                "depthwise conv and BatchNorm pairs, and consumer")
+                "depthwise conv and BatchNorm pairs, and consumers")
     return None
 
 
@@ -154,6 +183,7 @@ def survey_layers(
     dg = tp.DependencyGraph().build_dependency(probe, example_inputs=torch.zeros(1, *input_size, device=device))
     probe_names = {module: name for name, module in probe.named_modules()}
     originals = dict(model.named_modules())
+    order = {module: position for position, (_, module) in enumerate(probe.named_modules())}
 
     found, kept_whole = [], {}
     for name, conv in probe.named_modules():
@@ -168,27 +198,36 @@ def survey_layers(
             kept_whole[name] = reason
             continue
         bn = _single_successor(dg, conv)
-        consumer = next(module for module, side in touched if side == "prune_in_channels")
-        through = tuple(probe_names[module] for module, _ in touched if module not in (conv, bn, consumer))
-        after_consumer = _single_successor(dg, consumer) if isinstance(consumer, nn.Conv2d) else None
-        consumer_bn = after_consumer if isinstance(after_consumer, nn.BatchNorm2d) else None
+        readers = sorted(((m, indices[0]) for m, side, indices in touched if side == "prune_in_channels"),
+                         key=lambda reader: order[reader[0]])
+        consumers = []
+        for module, offset in readers:
+            after = _single_successor(dg, module) if isinstance(module, nn.Conv2d) else None
+            consumer_bn = after if isinstance(after, nn.BatchNorm2d) else None
+            consumers.append(Consumer(
+                name=probe_names[module],
+                module=originals[probe_names[module]],
+                bn=None if consumer_bn is None else originals[probe_names[consumer_bn]],
+                offset=offset,
+            ))
+        reader_modules = [module for module, _ in readers]
+        through = tuple(probe_names[module] for module, _, _ in touched
+                        if module is not conv and module is not bn and module not in reader_modules)
         found.append(
             PrunableLayer(
                 name=name,
                 conv=originals[name],
                 bn_name=probe_names[bn],
                 bn=originals[probe_names[bn]],
-                consumer_name=probe_names[consumer],
-                consumer=originals[probe_names[consumer]],
-                consumer_bn=None if consumer_bn is None else originals[probe_names[consumer_bn]],
+                consumers=tuple(consumers),
                 channels=conv.out_channels,
                 through=through,
             )
         )
     if not found:
         raise ValueError(
-            f"{type(model).__name__} has no prunable layer: no conv feeds a BatchNorm and then exactly one "
-            "Conv2d/Linear one to one (see ibprune_lib.pruning.layers); "
+            f"{type(model).__name__} has no prunable layer: no conv feeds a BatchNorm and then Conv2d/Linear "
+            "layers, one to one (see ibprune_lib.pruning.layers); "
             + "; ".join(f"{name}: {reason}" for name, reason in list(kept_whole.items())[:3])
         )
     if skip_first >= len(found):
