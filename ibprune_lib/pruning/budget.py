@@ -8,9 +8,9 @@ So
     count(k) = c₀ + aᵀk + ½ kᵀQk,
 
 where Q_lm ≠ 0 only when a consumer of layer l is layer m's conv (VGG's chained convs, a GoogLeNet branch or
-concatenation, a ResNet-50 bottleneck). :func:`count_model` measures c₀, a and Q with ``thop`` on pruned copies (1 + L of
-them: Q_lm from the per-module breakdown, in layer m's conv alone) and checks the fit on one more; the budget
-search then costs nothing, and the same quadratic is ITPruner's FLOPs constraint.
+concatenation, a ResNet-50 bottleneck). :func:`count_model` measures c₀, a and Q with ``thop`` on pruned
+copies (1 + L of them: Q_lm from the per-module breakdown, in layer m's conv alone) and checks the fit on one
+more; the budget search then costs nothing, and the same quadratic is ITPruner's FLOPs constraint.
 
 A target is met by one shared keep ratio r over the prunable layers: the continuous r with count(r·c) equal
 to the target is found by bisection, then every layer keeps ⌊r·c_l⌋ or ⌈r·c_l⌉ channels (the ceilings given

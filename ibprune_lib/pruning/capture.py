@@ -69,7 +69,7 @@ def _forward_with_hooks(
 ) -> list[LayerFeatures]:
     """One forward of ``model`` on ``images`` in eval mode, recording ``kind`` features of ``layers``."""
     store: dict[tuple[int, int], torch.Tensor] = {}
-    handles = []
+    handles, responses = [], []  # responses: how many output hooks each layer has
 
     def recorder(index: int, slot: int, channels: slice | None = None):
         def hook(module, args, output):
@@ -94,6 +94,7 @@ def _forward_with_hooks(
                 handles.append(input_module.register_forward_hook(recorder(index, -1, channels)))
             for slot, module in enumerate(output_modules):
                 handles.append(module.register_forward_hook(recorder(index, slot)))
+            responses.append(len(output_modules))
         model.eval()
         with torch.inference_mode():
             model(images)
@@ -101,9 +102,8 @@ def _forward_with_hooks(
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    slots = [len(_hook_points(layer, kind)[1]) for layer in layers]
     return [LayerFeatures(store.get((i, -1)), _stack([store[(i, slot)] for slot in range(n)]))
-            for i, n in enumerate(slots)]
+            for i, n in enumerate(responses)]
 
 
 def _chunks(model: nn.Module, images: torch.Tensor, layers: list[PrunableLayer], kind: str, max_bytes: int):

@@ -20,7 +20,8 @@ architecture is hard-coded; on the zoo the rule finds what book/formulation.md Â
 * CIFAR ResNet: the inner ``conv1`` of each block (consumer ``conv2``); the residual stream is coupled;
 * GoogLeNet: every conv (the stem feeds the four branches of the first inception; each branch's last conv
   feeds the concatenation, whose consumers are the four branches of the next inception, or the classifier);
-* ResNet-50: ``conv1`` and ``conv2`` of each bottleneck.
+* ResNet-50: the stem ``conv1`` (read by the first bottleneck's ``conv1`` and its shortcut), and ``conv1`` and
+  ``conv2`` of each bottleneck.
 
 The paper prunes "without the first four layers": ``skip_first`` leaves the first prunable layers (in the
 model's module order, which is forward order for the zoo) at full width.
