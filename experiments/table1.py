@@ -10,19 +10,22 @@ Budgets (one shared keep ratio over the prunable layers after the first four, wh
 
 Cells run in this order: the fast criteria first, the slow selection (sGLP-IB on VGG-16) last, ResNet-56 (the
 cheapest network) before the others. ``smoke`` keeps a handful of cells to exercise the plumbing in CI.
-GoogLeNet has no cells: it has no baseline here (an epoch takes about 33 minutes on the CPU), and one smoke cell
-of an untrained GoogLeNet takes minutes, so notebook 09 prunes it end to end at smoke scale instead.
+GoogLeNet (69% of the FLOPs removed, the concatenations' inputs pruned too) has no baseline here: an epoch
+takes about 33 minutes on this CPU. Its cells need a GPU (``needs="cuda"``: a CPU runner leaves them "not
+run here"), and start from ``results/<scale>/baselines/googlenet/googlenet.pt``, which a GPU session trains;
+at ``smoke`` one cell prunes an untrained GoogLeNet to check the plumbing.
 
     python -m ibprune_lib experiments run table1 --scale cpu
 """
 
-from ibprune_lib.experiments import Cell
+from ibprune_lib.experiments import UNTRAINED, Cell
 
 NETWORKS = {
     "resnet56": dict(weights="weights:resnet56-4bfd9763.th", target_flops=0.47),
     "vgg16": dict(weights="results/cpu/baselines/vgg16/vgg16.pt", target_params=0.15),
     "resnet110": dict(weights="results/cpu/baselines/resnet110/resnet110.pt", target_flops=(0.36, 0.38)),
 }
+GOOGLENET = dict(target_flops=0.31, needs="cuda")
 METHODS = ("l1", "fpgm", "stlp", "sglp", "apib", "lasso", "hrank", "random")
 ITPRUNER = dict(widths="itpruner", min_width=0.25)
 
@@ -35,10 +38,12 @@ def cells(scale: str) -> list[Cell]:
             Cell("resnet56", method="l1", **NETWORKS["resnet56"], **ITPRUNER),
             Cell("vgg16", method="l1", **NETWORKS["vgg16"]),
             Cell("resnet110", method="l1", **NETWORKS["resnet110"]),
+            Cell("googlenet", weights=UNTRAINED, method="l1", target_flops=0.31),
         ]
     table = [Cell("resnet56", method=m, **NETWORKS["resnet56"]) for m in METHODS]
     table += [Cell("resnet56", method=m, **NETWORKS["resnet56"], **ITPRUNER) for m in ("l1", "stlp")]
     for network in ("vgg16", "resnet110"):
         table += [Cell(network, method=m, **NETWORKS[network]) for m in METHODS if m != "sglp"]
     table += [Cell(network, method="sglp", **NETWORKS[network]) for network in ("resnet110", "vgg16")]
-    return table
+    weights = f"results/{scale}/baselines/googlenet/googlenet.pt"
+    return table + [Cell("googlenet", weights=weights, method=m, **GOOGLENET) for m in METHODS]

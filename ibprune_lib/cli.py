@@ -297,7 +297,7 @@ def _print_report(report: dict, name: str, args, test_images: int) -> None:
 
 
 def _experiments(args) -> int:
-    from .experiments import Grid, compute_left
+    from .experiments import NOT_RUN_HERE, Grid, compute_left
     from .train import resolve_device
 
     grid = Grid(args.table, args.scale, results=args.results, work=args.work)
@@ -307,15 +307,18 @@ def _experiments(args) -> int:
             print(f"{cell.id:<32} {cell.model:<10} {cell.method:<7} {cell.widths:<9} {target:<18} "
                   f"seeds {list(cell.seeds)} kernel {cell.kernel} bs {cell.batch_size} skip {cell.skip_first}"
                   + (" raw maps" if not cell.use_gram else "") + (" columns" if cell.direction == "columns" else "")
-                  + (f" fine-tune {cell.finetune_epochs} epochs" if cell.finetune_epochs else ""))
+                  + (f" fine-tune {cell.finetune_epochs} epochs" if cell.finetune_epochs else "")
+                  + (f" needs {cell.needs}" if cell.needs else ""))
         return 0
     if args.action == "status":
         states = {cell.id: grid.state(cell) for cell in grid.cells}
         for cell in grid.select(args.cell):
             print(f"{cell.id:<32} {states[cell.id]['state']:<8} {states[cell.id]['detail']}")
-        tally = {s: sum(v["state"] == s for v in states.values()) for s in ("done", "running", "failed", "to do")}
+        tally = {s: sum(v["state"] == s for v in states.values())
+                 for s in ("done", "running", "failed", "to do", NOT_RUN_HERE)}  # fmt: skip
         seconds, unknown = compute_left(grid, states)
-        print(f"{grid.name} ({grid.scale}): " + ", ".join(f"{v} {k}" for k, v in tally.items())
+        shown = [f"{v} {k}" for k, v in tally.items() if v or k != NOT_RUN_HERE]
+        print(f"{grid.name} ({grid.scale}): " + ", ".join(shown)
               + f"; about {seconds / 3600:.1f} h of compute left at the measured rate"
               + (f" (+ {unknown} cell(s) of a network not measured yet)" if unknown else ""))
         return 0
@@ -323,7 +326,8 @@ def _experiments(args) -> int:
     outcomes = grid.run(grid.select(args.cell), device, progress=not args.no_progress)
     failed = [cell.id for cell, outcome in outcomes if outcome.startswith("failed")]
     print(f"{grid.name} ({grid.scale}): " + ", ".join(
-        f"{sum(o.startswith(k) for _, o in outcomes)} {k}" for k in ("done", "skipped", "failed")))
+        f"{sum(o.startswith(k) for _, o in outcomes)} {k}" for k in ("done", "skipped", "failed", NOT_RUN_HERE)
+        if k != NOT_RUN_HERE or any(o.startswith(k) for _, o in outcomes)))
     return 1 if failed else 0
 
 

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from .counting import count
 from .data import NUM_CLASSES, ImageData, calibration_batch, load_cifar
 from .download import PRETRAINED, pretrained_weights
-from .models import load_model, save_model, weights_dir
+from .models import get_model, input_size, load_model, save_model, weights_dir
 from .provenance import REPO_ROOT, git_commit, provenance, save_json
 from .pruning import prune
 from .pruning.pipeline import check_options
@@ -47,11 +47,17 @@ from .train import TrainConfig, evaluate, fit, recalibrate_batchnorm
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 SCALES = ("smoke", "cpu", "paper")
 CODE_COMMIT = git_commit()  # the code this process runs, even if HEAD moves while a long grid trains
-LATER_FIELDS = ("use_gram", "finetune_epochs")
+LATER_FIELDS = ("use_gram", "finetune_epochs", "needs")
 """Cell fields added after Table 1's first cells were committed: at their defaults they stay out of ``Cell.id``."""
 
 RAW_MAP_METHODS = ("sglp", "stlp", "lasso")
 """The methods that can regress the raw feature maps instead of Gram matrices (``Cell.use_gram=False``)."""
+
+UNTRAINED = "untrained"
+"""``Cell.weights`` of a network with its seeded initial weights: a smoke cell of a network with no baseline."""
+
+NOT_RUN_HERE = "not run here"
+"""The state of a cell that needs a device this runner does not have (``Cell.needs``)."""
 
 PRESETS = {"paper": {}}  # the paper's stated settings; named presets from the settings study join here
 
@@ -62,7 +68,8 @@ class Cell:
 
     Attributes:
         model: zoo name.
-        weights: ``weights:<file>`` (a file in ``$IBPRUNE_WEIGHTS``) or a path relative to the repository.
+        weights: ``weights:<file>`` (a file in ``$IBPRUNE_WEIGHTS``), a path relative to the repository, or
+            ``untrained`` (the zoo's initial weights, seeded: plumbing only).
         method: pruning criterion (``ibprune_lib.pruning.METHODS``).
         target_flops: keep ratio of the MACs, or a (lo, hi) range; exactly one of the two targets.
         target_params: keep ratio of the parameters, or a (lo, hi) range.
@@ -77,6 +84,8 @@ class Cell:
         preset: named selection settings (:data:`PRESETS`).
         use_gram: regress centred Gram matrices (the method) or the raw feature maps (an ablation).
         finetune_epochs: fine-tuning epochs instead of the scale's recipe (the ablations' short protocol).
+        needs: ``"cuda"`` for a cell this project's CPU cannot afford (GoogLeNet: 33 minutes an epoch); a
+            runner without ``--device cuda`` leaves it "not run here".
     """
 
     model: str
@@ -95,6 +104,7 @@ class Cell:
     preset: str = "paper"
     use_gram: bool = True
     finetune_epochs: int | None = None
+    needs: str | None = None
 
     @property
     def id(self) -> str:
@@ -120,11 +130,19 @@ class Cell:
         epochs = self.finetune_epochs
         if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
             raise ValueError(f"cell {self.id}: finetune_epochs must be an int >= 1 or None, got {epochs!r}")
+        if self.needs not in (None, "cuda"):
+            raise ValueError(f"cell {self.id}: needs must be None or 'cuda', got {self.needs!r}")
         if not self.use_gram and self.method not in RAW_MAP_METHODS:
             raise ValueError(f"cell {self.id}: use_gram=False is for {', '.join(RAW_MAP_METHODS)}, not {self.method}")
 
-    def weights_path(self) -> Path:
-        """The weights file this cell starts from, resolved on this machine."""
+    def runs_on(self, device: torch.device) -> bool:
+        """Whether a runner on ``device`` runs this cell (a cell that needs CUDA does not run on a CPU)."""
+        return self.needs is None or torch.device(device).type == self.needs
+
+    def weights_path(self) -> Path | None:
+        """The weights file this cell starts from, resolved on this machine; None for ``untrained``."""
+        if self.weights == UNTRAINED:
+            return None
         if self.weights.startswith("weights:"):
             return weights_dir() / self.weights.removeprefix("weights:")
         return REPO_ROOT / self.weights
@@ -267,6 +285,8 @@ class Grid:
         result = self.read(cell)
         if result is not None:
             return {"state": "done", "detail": _summary(result), "seconds": result["seconds"]["total"]}
+        if cell.needs is not None:
+            return {"state": NOT_RUN_HERE, "detail": f"needs --device {cell.needs} (a GPU)"}
         lock = _try_lock(self._lock_path(cell))
         if lock is None:
             return {"state": "running", "detail": _progress(self.work_dir(cell))}
@@ -306,7 +326,8 @@ class Grid:
         """
         self.check_writable()
         for cell in cells:
-            if self.result_path(cell).is_file() or cell.weights_path().is_file():
+            path = cell.weights_path()
+            if self.result_path(cell).is_file() or not cell.runs_on(device) or path is None or path.is_file():
                 continue
             name = cell.weights.removeprefix("weights:")
             if name in PRETRAINED:
@@ -323,6 +344,9 @@ class Grid:
             bar.set_postfix_str(cell.id)
             if self.result_path(cell).is_file():
                 outcomes.append((cell, "skipped (done)"))
+                continue
+            if not cell.runs_on(device):
+                outcomes.append((cell, f"{NOT_RUN_HERE}: needs --device {cell.needs}"))
                 continue
             lock = _try_lock(self._lock_path(cell))
             if lock is None:
@@ -388,6 +412,16 @@ def _mean_spread(values: list[float]) -> dict:
     return {"values": values, "mean": tensor.mean().item(), "std": tensor.std().item() if len(values) > 1 else 0.0}
 
 
+def _starting_model(cell: Cell) -> tuple[torch.nn.Module, str, tuple[int, int, int]]:
+    """(the cell's unpruned network in eval mode, its name, its input size)."""
+    num_classes = NUM_CLASSES[cell.dataset]
+    if cell.weights == UNTRAINED:
+        torch.manual_seed(0)
+        return get_model(cell.model, num_classes).eval(), cell.model, input_size(cell.model)
+    model, name, size, _ = load_model(cell.weights_path(), cell.model, num_classes)
+    return model, name, size
+
+
 def run_cell(
     cell: Cell, protocol: Protocol, data: ImageData, work: Path, device: torch.device, progress: bool = True
 ) -> dict:
@@ -410,7 +444,7 @@ def run_cell(
     stages = json.loads(stages_file.read_text()) if stages_file.is_file() else {"seeds": [], "seconds": {}}
     n = protocol.test_images or len(data.x_test)
     x_test, y_test = data.x_test[:n], data.y_test[:n]
-    model, name, size, _ = load_model(cell.weights_path(), cell.model, NUM_CLASSES[cell.dataset])
+    model, name, size = _starting_model(cell)
     model.to(device)
 
     if "unpruned" not in stages:
@@ -505,7 +539,8 @@ def run_cell(
 
 
 def compute_left(grid: Grid, states: dict[str, dict]) -> tuple[float, int]:
-    """Seconds still needed for the cells not done, at the rate measured on done cells of the same model.
+    """Seconds still needed for the cells to do here, at the rate measured on done cells of the same model
+    (cells not run here are left out).
 
     Returns:
         (seconds, number of undone cells whose model has no measurement yet).
@@ -516,7 +551,7 @@ def compute_left(grid: Grid, states: dict[str, dict]) -> tuple[float, int]:
             measured.setdefault(cell.model, []).append(states[cell.id]["seconds"])
     seconds, unknown = 0.0, 0
     for cell in grid.cells:
-        if states[cell.id]["state"] != "done":
+        if states[cell.id]["state"] not in ("done", NOT_RUN_HERE):
             if cell.model in measured:
                 seconds += sum(measured[cell.model]) / len(measured[cell.model])
             else:

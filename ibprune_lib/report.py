@@ -13,6 +13,7 @@ from .experiments import Cell
 from .paper import METHOD_LABELS, MODEL_LABELS, TABLE1, TABLE1_BUDGET_ROW
 
 NOT_RUN = "not run yet"
+NEEDS_GPU = "not run here: needs a GPU"
 
 
 def method_label(cell: Cell) -> str:
@@ -29,15 +30,17 @@ def cell_rows(cells: list[Cell], results: dict[str, dict | None]) -> pd.DataFram
         results: cell id → its result JSON, or None when not run.
 
     Returns:
-        Columns ``id, model, method, label, done, unpruned, pruned, pruned_std, recalibrated, recalibrated_std,
-        finetuned, delta, flops_reduction, params_reduction, seeds, selection_seconds, hours, commit``; NaN
-        where a cell has not run.
+        Columns ``id, model, method, label, done, status, unpruned, pruned, pruned_std, recalibrated,
+        recalibrated_std, finetuned, delta, flops_reduction, params_reduction, seeds, selection_seconds, hours,
+        commit``; ``status`` is "done", NOT_RUN or NEEDS_GPU (a cell that needs a GPU); NaN where a cell has
+        not run.
     """
     rows = []
     for cell in cells:
         row = {"id": cell.id, "model": cell.model, "method": cell.method, "widths": cell.widths,
                "label": method_label(cell), "done": results.get(cell.id) is not None}
         result = results.get(cell.id)
+        row["status"] = "done" if result is not None else NEEDS_GPU if cell.needs else NOT_RUN
         if result is not None:
             stages, counts = result["stages"], result["counts"]
             row |= {
@@ -52,7 +55,10 @@ def cell_rows(cells: list[Cell], results: dict[str, dict | None]) -> pd.DataFram
                 "hardware": result["provenance"]["hardware"]["cpu"], "time_utc": result["provenance"]["time_utc"],
             }
         rows.append(row)
-    return pd.DataFrame(rows)
+    columns = ["unpruned", "pruned", "pruned_std", "recalibrated", "recalibrated_std", "finetuned", "delta",
+               "flops_reduction", "params_reduction", "seeds", "selection_seconds", "hours", "commit"]
+    frame = pd.DataFrame(rows)
+    return frame.reindex(columns=[*frame.columns, *(c for c in columns if c not in frame.columns)])
 
 
 def _mean_spread(mean: float, std: float, seeds: int) -> str:
@@ -77,7 +83,7 @@ def network_table(rows: pd.DataFrame, model: str) -> pd.DataFrame:
     ours = rows[rows["model"] == model]
     for _, row in ours.sort_values("finetuned", ascending=False, na_position="last").iterrows():
         if not row["done"]:
-            out.append(["here", row["label"], NOT_RUN, *[""] * 6])
+            out.append(["here", row["label"], row["status"], *[""] * 6])
             continue
         out.append([
             "here", row["label"], f"{row['finetuned']:.2f}", f"{row['delta']:+.2f}", f"{row['flops_reduction']:.1f}",
@@ -104,7 +110,7 @@ def network_caption(rows: pd.DataFrame, model: str, scale: str) -> str:
 
 
 _NUMBER_TEXT = re.compile(r"^[+\-−]?\d[\d,.]*(e[+\-]?\d+)?( ± \d[\d.]*)?%?$")
-_NO_NUMBER = {"", "—", NOT_RUN}
+_NO_NUMBER = {"", "—", NOT_RUN, NEEDS_GPU}
 
 
 def _reads_as_numbers(column: pd.Series) -> bool:

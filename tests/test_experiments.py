@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ibprune_lib.experiments import Cell, Grid, _try_lock, load_table
+from ibprune_lib.experiments import NOT_RUN_HERE, UNTRAINED, Cell, Grid, _starting_model, _try_lock, load_table
 from ibprune_lib.provenance import REPO_ROOT
 
 TABLE = '''
@@ -93,6 +93,33 @@ def test_table1_declares_every_method_on_every_network():
         methods = {c.method for c in cells if c.model == network and c.widths == "uniform"}
         assert methods == {"sglp", "stlp", "apib", "lasso", "l1", "fpgm", "hrank", "random"}
     assert {(c.method, c.widths) for c in cells if c.widths == "itpruner"} == {("l1", "itpruner"), ("stlp", "itpruner")}
+    googlenet = [c for c in cells if c.model == "googlenet"]
+    assert {c.method for c in googlenet} == {"sglp", "stlp", "apib", "lasso", "l1", "fpgm", "hrank", "random"}
+    assert all(c.needs == "cuda" and c.target_flops == 0.31 for c in googlenet)
+    (smoke,) = [c for c in load_table("table1", "smoke") if c.model == "googlenet"]
+    assert smoke.weights == UNTRAINED and smoke.needs is None and smoke.weights_path() is None
+
+
+def test_an_untrained_cell_starts_from_the_same_seeded_network_every_time():
+    cell = Cell("resnet20", weights=UNTRAINED, method="l1", target_flops=0.5)
+    (first, name, size), (second, _, _) = _starting_model(cell), _starting_model(cell)
+    assert name == "resnet20" and size == (3, 32, 32) and not first.training
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def test_a_cell_that_needs_a_gpu_is_not_run_here_on_a_cpu(tmp_path):
+    text = TABLE.replace("target_flops=0.6)", 'target_flops=0.6, needs="cuda")').replace("4bfd9763.th", "none.th")
+    table = write_table(tmp_path, text)  # its weights are missing too: a CPU runner must not ask for them
+    grid = Grid(str(table), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
+    cell = grid.cells[0]
+    assert grid.run([cell], torch.device("cpu"), progress=False) == [(cell, f"{NOT_RUN_HERE}: needs --device cuda")]
+    assert grid.state(cell)["state"] == NOT_RUN_HERE and not grid.result_path(cell).exists()
+    result = run_cli("experiments", "run", *grid_args(table, tmp_path))
+    assert result.returncode == 0 and "0 done, 0 skipped, 0 failed, 1 not run here" in result.stdout
+    status = run_cli("experiments", "status", *grid_args(table, tmp_path)[:-1])
+    assert "0 to do, 1 not run here; about 0.0 h" in status.stdout
+    with pytest.raises(ValueError, match="needs must be None or 'cuda'"):
+        Cell("resnet56", weights="w.th", method="l1", target_flops=0.5, needs="tpu").check()
 
 
 def test_a_killed_runner_resumes_its_fine_tuning_and_ends_as_an_uninterrupted_one(tmp_path, shared_weights):

@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from ibprune_lib.report import style_table
+from ibprune_lib.experiments import Cell
+from ibprune_lib.report import NEEDS_GPU, NOT_RUN, cell_rows, network_table, style_table
 
 
 def test_tables_scroll_inside_the_column_with_text_left_numbers_right_and_no_index():
@@ -29,3 +30,14 @@ def test_numbers_formatted_as_text_are_right_aligned_like_numbers():
     left = "".join(c for c in styles.split("}") if "text-align: left" in c and "caption" not in c)
     assert "col0" in left and "col4" in left  # the label and the free text
     assert not any(f"col{i}" in left for i in (1, 2, 3))
+
+
+def test_a_cell_not_run_says_why_in_the_networks_table():
+    cells = [Cell("googlenet", weights="g.pt", method="l1", target_flops=0.31, needs="cuda"),
+             Cell("googlenet", weights="g.pt", method="stlp", target_flops=0.31)]
+    rows = cell_rows(cells, {cell.id: None for cell in cells})
+    assert rows["status"].tolist() == [NEEDS_GPU, NOT_RUN]
+    table = network_table(rows, "googlenet")
+    ours = table[table["source"] == "here"]
+    assert ours["top-1 (%)"].tolist() == [NEEDS_GPU, NOT_RUN]
+    assert (table["source"] == "paper").sum() == 3  # HRank, sGLP-IB, sTLP-IB as the paper prints them
