@@ -170,9 +170,10 @@ def _count(args) -> int:
           f"{counts.params_without_norm:,} without batch norm")
     if args.latency:
         for batch_size in (1, 64):
-            timing = latency(model, batch_size, size, threads=args.threads)
-            print(f"  CPU latency, batch {batch_size}: {timing.median_ms:.2f} ms "
-                  f"(median of {timing.repeats}, {timing.threads} threads)")
+            timing = latency(model, batch_size, size, threads=args.threads, runtime=args.runtime)
+            print(f"  CPU latency ({timing.runtime}), batch {batch_size}: {timing.median_ms:.2f} ms "
+                  f"(median of {timing.repeats}, quartiles {timing.q1_ms:.2f}–{timing.q3_ms:.2f}; "
+                  f"{timing.threads} threads)")
     return 0
 
 
@@ -381,6 +382,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="count at N×N images (default: the saved model's or the zoo's: 32, 224 for resnet50 and "
                             "torchvision's models)")
     count.add_argument("--latency", action="store_true", help="also time batch 1 and 64 on the CPU")
+    count.add_argument("--runtime", default="eager", choices=("eager", "onnxruntime"),
+                       help="what runs the timed forwards: eager PyTorch (default) or the ONNX export in ONNX Runtime")
     count.add_argument("--threads", type=int, default=None)
     count.set_defaults(run=_count)
 

@@ -55,6 +55,49 @@ TABLE2: list[tuple[str, float, float | None, float | None]] = [
 TABLE2_UNPRUNED_COUNTS = (4133.74e6, 25.56e6)
 """The paper's MACs and parameters of the unpruned ResNet-50."""
 
+# The ablations (VGG-16 on CIFAR-10 at Table 1's budget unless the sweep varies it; top-1 % after fine-tuning
+# unless said otherwise), method → setting → value.
+TABLE3_BATCH_SIZE: dict[str, dict[int, float]] = {
+    "sglp": {64: 93.77, 128: 94.05, 256: 94.07, 512: 94.08, 1024: 94.08},
+    "stlp": {64: 93.76, 128: 94.10, 256: 94.11, 512: 94.10, 1024: 94.11},
+}
+TABLE5_KERNEL: dict[str, dict[str, float]] = {
+    "sglp": {"linear": 94.05, "gaussian": 94.06, "sigmoid": 93.71, "laplacian": 94.05},
+    "stlp": {"linear": 94.07, "gaussian": 94.09, "sigmoid": 93.86, "laplacian": 94.10},
+}
+TABLE6_KERNEL_BEFORE_FINETUNING: dict[str, dict[str, float]] = {
+    "sglp": {"linear": 24.85, "gaussian": 37.90, "sigmoid": 10.00, "laplacian": 42.51},
+    "stlp": {"linear": 25.37, "gaussian": 42.80, "sigmoid": 11.13, "laplacian": 43.68},
+}
+# Table 7: % of the parameters pruned → (top-1, % of the FLOPs pruned, printed in brackets).
+TABLE7_PARAMS_PRUNED: dict[str, dict[int, tuple[float, float]]] = {
+    "sglp": {10: (94.10, 8), 30: (94.13, 32), 50: (94.10, 54), 70: (94.08, 63), 90: (93.97, 64)},
+    "stlp": {10: (94.10, 8), 30: (94.13, 32), 50: (94.11, 54), 70: (94.10, 63), 90: (94.01, 64)},
+}
+# Table 9 (appendix): % of the FLOPs pruned → (top-1, % of the parameters pruned, printed in brackets).
+TABLE9_FLOPS_PRUNED: dict[str, dict[int, tuple[float, float]]] = {
+    "sglp": {40: (94.12, 45), 50: (94.09, 54), 60: (94.04, 84), 70: (93.74, 93), 80: (91.00, 94)},
+    "stlp": {40: (94.12, 47), 50: (94.11, 55), 60: (94.09, 84), 70: (93.80, 93), 80: (91.75, 94)},
+}
+# Layer skipping (text of the ablations): leading prunable layers left whole → top-1; 4 is Table 1's row.
+LAYER_SKIPPING: dict[str, dict[int, float]] = {
+    "sglp": {0: 93.76, 2: 93.79, 4: 94.05},
+    "stlp": {0: 93.88, 2: 93.98, 4: 94.10},
+}
+# Gram matrices against the raw maps (text of the ablations, our reading: the first pair is without Gram
+# matrices, the second Table 1's with them), and how many times longer the selection took without them.
+GRAM_AGAINST_RAW = {"raw": {"sglp": 94.06, "stlp": 94.10}, "gram": {"sglp": 94.05, "stlp": 94.10}}
+GRAM_SPEEDUP = 25.7
+
+# Table 10 (latency on a Raspberry Pi 4B, seconds; the paper does not say for how many images): network →
+# (original, sGLP-IB, sTLP-IB), the highest-accuracy pruned models of Table 1.
+TABLE10: dict[str, tuple[float, float, float]] = {
+    "vgg16": (26.7, 7.2, 7.2),
+    "resnet56": (4.6, 2.2, 2.2),
+    "resnet110": (7.7, 3.2, 3.3),
+    "googlenet": (11.2, 3.8, 3.8),
+}
+
 TABLE1_BUDGET_ROW = {"vgg16": (61, 85), "resnet56": (53, 52), "resnet110": (62, 68), "googlenet": (69, 63)}
 
 METHOD_LABELS = {

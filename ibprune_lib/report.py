@@ -10,6 +10,7 @@ import re
 import pandas as pd
 
 from .experiments import Cell
+from .kernels import KERNELS
 from .paper import METHOD_LABELS, MODEL_LABELS, TABLE1, TABLE1_BUDGET_ROW
 
 NOT_RUN = "not run yet"
@@ -181,3 +182,79 @@ def claims(rows: pd.DataFrame, models: list[str], stage: str = "finetuned") -> p
                        f"{METHOD_LABELS[best]} {ran[best]:.2f}; {len(ran)} of {len(baselines)} run)")
         out.append((model, "sTLP-IB above every other criterion", verdict))
     return pd.DataFrame(out, columns=["network", "claim", "verdict"])
+
+
+ABLATION_BASE = {"batch_size": 128, "kernel": "laplacian", "skip_first": 4, "use_gram": True, "direction": "rows",
+                 "budget": ("params", 0.15)}
+"""The setting every ablation sweep starts from: Table 1's VGG-16 cell (``experiments/ablations.py``)."""
+
+
+def _budget(cell: Cell) -> tuple[str, float]:
+    return ("params", cell.target_params) if cell.target_params is not None else ("flops", cell.target_flops)
+
+
+def _setting(cell: Cell, name: str):
+    return _budget(cell) if name == "budget" else getattr(cell, name)
+
+
+def sweep_rows(cells: list[Cell], results: dict[str, dict | None], setting: str) -> pd.DataFrame:
+    """The cells of a sweep over one setting: every cell equal to ``ABLATION_BASE`` but for ``setting``.
+
+    Args:
+        cells: the ablation table's cells.
+        results: cell id → its result JSON, or None when not run.
+        setting: a key of ``ABLATION_BASE`` (``budget`` is the pair (``params`` or ``flops``, keep ratio)).
+
+    Returns:
+        :func:`cell_rows` of those cells with a ``value`` column (the setting's value), sorted by value and
+        method.
+
+    Raises:
+        ValueError: an unknown setting.
+    """
+    if setting not in ABLATION_BASE:
+        raise ValueError(f"unknown setting {setting!r}: choose one of {', '.join(ABLATION_BASE)}")
+    others = [name for name in ABLATION_BASE if name != setting]
+    chosen = [cell for cell in cells if all(_setting(cell, name) == ABLATION_BASE[name] for name in others)]
+    rows = cell_rows(chosen, results)
+    rows["value"] = [_setting(cell, setting) for cell in chosen]
+    order = {"method": {method: i for i, method in enumerate(METHOD_LABELS)},
+             "value": {kernel: i for i, kernel in enumerate(KERNELS)} if setting == "kernel" else None}
+    return rows.sort_values(["value", "method"], key=lambda c: c.map(order[c.name]) if order[c.name] else c,
+                            kind="stable").reset_index(drop=True)
+
+
+def sweep_table(rows: pd.DataFrame, value_label: str, paper: dict[str, dict] | None = None,
+                value_text=str) -> pd.DataFrame:
+    """A sweep laid out for the book: one row per (value, method), every stage's top-1, the paper's beside.
+
+    Args:
+        rows: :func:`sweep_rows`' output.
+        value_label: the header of the setting's column.
+        paper: method → value → the paper's top-1 (or (top-1, bracketed %) as Tables 7 and 9 print it).
+        value_text: how a value is written.
+
+    Returns:
+        Display strings: ``value_label, method, top-1 (%)`` (after the short fine-tuning), ``Δ (points)``,
+        ``recalibrated (%)``, ``pruned (%)`` (mean ± spread over seeds), ``FLOPs ↓ (%)``, ``params ↓ (%)``,
+        ``selection (s)``, ``paper (%)``; a cell not run shows its status.
+    """
+    out = []
+    for _, row in rows.iterrows():
+        reported = (paper or {}).get(row["method"], {}).get(row["value"])
+        if isinstance(reported, tuple):
+            reported = f"{reported[0]:.2f} ({reported[1]:.0f}%)"
+        paper_text = "—" if reported is None else reported if isinstance(reported, str) else f"{reported:.2f}"
+        head = [value_text(row["value"]), row["label"]]
+        if not row["done"]:
+            out.append([*head, row["status"], *[""] * 6, paper_text])
+            continue
+        out.append([
+            *head, f"{row['finetuned']:.2f}", f"{row['delta']:+.2f}",
+            _mean_spread(row["recalibrated"], row["recalibrated_std"], row["seeds"]),
+            _mean_spread(row["pruned"], row["pruned_std"], row["seeds"]),
+            f"{row['flops_reduction']:.1f}", f"{row['params_reduction']:.1f}", f"{row['selection_seconds']:.1f}",
+            paper_text,
+        ])
+    return pd.DataFrame(out, columns=[value_label, "method", "top-1 (%)", "Δ (points)", "recalibrated (%)",
+                                      "pruned (%)", "FLOPs ↓ (%)", "params ↓ (%)", "selection (s)", "paper (%)"])

@@ -84,4 +84,15 @@ def test_saved_whole_model_reloads_without_its_builder(tmp_path):
 
 def test_latency_reports_the_conditions():
     timing = latency(get_model("resnet20"), batch_size=2, repeats=3, warmup=1, threads=1)
-    assert timing.median_ms > 0 and timing.threads == 1 and timing.batch_size == 2
+    assert timing.median_ms > 0 and timing.threads == 1 and timing.batch_size == 2 and timing.runtime == "eager"
+    assert timing.q1_ms <= timing.median_ms <= timing.q3_ms
+
+
+def test_onnx_runtime_latency_runs_the_exported_graph_and_leaves_the_model_alone():
+    model = get_model("resnet20").eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    timing = latency(model, batch_size=3, repeats=2, warmup=1, threads=1, runtime="onnxruntime")
+    assert timing.runtime == "onnxruntime" and timing.batch_size == 3 and timing.median_ms > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="unknown runtime 'tvm': choose one of eager, onnxruntime"):
+        latency(model, runtime="tvm")

@@ -1,9 +1,10 @@
 """The book's shared table style."""
 
 import pandas as pd
+import pytest
 
-from ibprune_lib.experiments import Cell
-from ibprune_lib.report import NEEDS_GPU, NOT_RUN, cell_rows, network_table, style_table
+from ibprune_lib.experiments import Cell, load_table
+from ibprune_lib.report import NEEDS_GPU, NOT_RUN, cell_rows, network_table, style_table, sweep_rows, sweep_table
 
 
 def test_tables_scroll_inside_the_column_with_text_left_numbers_right_and_no_index():
@@ -41,3 +42,19 @@ def test_a_cell_not_run_says_why_in_the_networks_table():
     ours = table[table["source"] == "here"]
     assert ours["top-1 (%)"].tolist() == [NEEDS_GPU, NOT_RUN]
     assert (table["source"] == "paper").sum() == 3  # HRank, sGLP-IB, sTLP-IB as the paper prints them
+
+
+def test_a_sweep_holds_the_cells_that_vary_one_setting_and_quotes_the_paper_beside_them():
+    cells = load_table("ablations", "cpu")
+    rows = sweep_rows(cells, {}, "kernel")
+    assert rows["value"].tolist()[:3] == ["linear"] * 3 and set(rows["value"]) == {"linear", "gaussian", "sigmoid",
+                                                                                   "laplacian"}
+    assert all(len(set(rows[rows["value"] == k]["method"])) == len(rows[rows["value"] == k]) for k in set(rows["value"]))
+    budget = sweep_rows(cells, {}, "budget")
+    assert {value for value in budget["value"]} >= {("params", 0.1), ("params", 0.15), ("flops", 0.2)}
+    table = sweep_table(sweep_rows(cells, {}, "batch_size"), "batch", {"sglp": {64: (93.77, 8)}})
+    first = table.iloc[0]
+    assert (first["batch"], first["method"], first["top-1 (%)"], first["paper (%)"]) == ("64", "sGLP-IB", NOT_RUN,
+                                                                                         "93.77 (8%)")
+    with pytest.raises(ValueError, match="unknown setting 'threads'"):
+        sweep_rows(cells, {}, "threads")
