@@ -242,6 +242,11 @@ def block_outputs(model: nn.Module, images: torch.Tensor) -> dict[str, torch.Ten
     return {name: store[name].clone() for name, _ in basic_blocks(model)}
 
 
+def short_commit(commit: str) -> str:
+    """A provenance commit as a caption prints it: 10 hex digits, and "+dirty" when the tree was not clean."""
+    return commit[:10] + ("+dirty" if commit.endswith("+dirty") else "")
+
+
 def hardware_summary() -> str:
     """One line naming the machine a notebook ran on: CPU model, cores, torch threads, GPU if any."""
     from .provenance import hardware

@@ -308,7 +308,8 @@ def _experiments(args) -> int:
             print(f"{cell.id:<32} {cell.model:<10} {cell.method:<7} {cell.widths:<9} {target:<18} "
                   f"seeds {list(cell.seeds)} kernel {cell.kernel} bs {cell.batch_size} skip {cell.skip_first}"
                   + (" raw maps" if not cell.use_gram else "") + (" columns" if cell.direction == "columns" else "")
-                  + (f" fine-tune {cell.finetune_epochs} epochs" if cell.finetune_epochs else "")
+                  + ("" if cell.finetune_epochs is None else f" fine-tune {cell.finetune_epochs} epochs")
+                  + "".join(f" {name}={value}" for name, value in cell.options)
                   + (f" needs {cell.needs}" if cell.needs else ""))
         return 0
     if args.action == "status":

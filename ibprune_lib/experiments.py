@@ -31,6 +31,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -47,7 +48,7 @@ from .train import TrainConfig, evaluate, fit, recalibrate_batchnorm
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 SCALES = ("smoke", "cpu", "paper")
 CODE_COMMIT = git_commit()  # the code this process runs, even if HEAD moves while a long grid trains
-LATER_FIELDS = ("use_gram", "finetune_epochs", "needs")
+LATER_FIELDS = ("use_gram", "finetune_epochs", "needs", "options")
 """Cell fields added after Table 1's first cells were committed: at their defaults they stay out of ``Cell.id``."""
 
 RAW_MAP_METHODS = ("sglp", "stlp", "lasso")
@@ -60,6 +61,10 @@ NOT_RUN_HERE = "not run here"
 """The state of a cell that needs a device this runner does not have (``Cell.needs``)."""
 
 PRESETS = {"paper": {}}  # the paper's stated settings; named presets from the settings study join here
+
+SELECTION_OPTIONS = ("threshold", "knn", "gamma_graph", "linkage", "score", "normalise")
+"""Settings of ``ibprune_lib.selection.select`` a cell may change one by one (``Cell.options``): the settings
+study varies them."""
 
 
 @dataclass(frozen=True)
@@ -83,9 +88,11 @@ class Cell:
         direction: ``rows`` or ``columns``.
         preset: named selection settings (:data:`PRESETS`).
         use_gram: regress centred Gram matrices (the method) or the raw feature maps (an ablation).
-        finetune_epochs: fine-tuning epochs instead of the scale's recipe (the ablations' short protocol).
+        finetune_epochs: fine-tuning epochs instead of the scale's recipe (the ablations' short protocol); 0
+            stops after BatchNorm recalibration (the settings study).
         needs: ``"cuda"`` for a cell this project's CPU cannot afford (GoogLeNet: 33 minutes an epoch); a
             runner without ``--device cuda`` leaves it "not run here".
+        options: (name, value) pairs of ``SELECTION_OPTIONS`` passed to the selection, over the preset's.
     """
 
     model: str
@@ -105,6 +112,7 @@ class Cell:
     use_gram: bool = True
     finetune_epochs: int | None = None
     needs: str | None = None
+    options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def id(self) -> str:
@@ -128,8 +136,12 @@ class Cell:
         if not self.seeds:
             raise ValueError(f"cell {self.id}: needs at least one calibration seed")
         epochs = self.finetune_epochs
-        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
-            raise ValueError(f"cell {self.id}: finetune_epochs must be an int >= 1 or None, got {epochs!r}")
+        if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0):
+            raise ValueError(f"cell {self.id}: finetune_epochs must be an int >= 0 or None, got {epochs!r}")
+        unknown = [name for name, _ in self.options if name not in SELECTION_OPTIONS]
+        if unknown:
+            raise ValueError(f"cell {self.id}: unknown option {unknown[0]!r}: choose from "
+                             f"{', '.join(SELECTION_OPTIONS)}")
         if self.needs not in (None, "cuda"):
             raise ValueError(f"cell {self.id}: needs must be None or 'cuda', got {self.needs!r}")
         if not self.use_gram and self.method not in RAW_MAP_METHODS:
@@ -389,8 +401,9 @@ def _try_lock(path: Path) -> int | None:
 
 def _summary(result: dict) -> str:
     stages = result["stages"]
+    finetuned = "not fine-tuned" if stages["finetuned"] is None else f"{stages['finetuned']:.2f} fine-tuned"
     return (f"top-1 {stages['pruned']['mean']:.2f} pruned, {stages['recalibrated']['mean']:.2f} recalibrated, "
-            f"{stages['finetuned']:.2f} fine-tuned; FLOPs -{result['counts']['flops_reduction']:.1f}%, "
+            f"{finetuned}; FLOPs -{result['counts']['flops_reduction']:.1f}%, "
             f"params -{result['counts']['params_reduction']:.1f}%; {result['seconds']['total'] / 60:.1f} min")
 
 
@@ -468,7 +481,7 @@ def run_cell(
             model, images, method=cell.method, target_flops=cell.target_flops, target_params=cell.target_params,
             kernel=cell.kernel, skip_first=cell.skip_first, widths=cell.widths, direction=cell.direction, seed=seed,
             min_width=cell.min_width, model_name=name, progress=progress, use_gram=cell.use_gram,
-            **PRESETS[cell.preset],
+            **{**PRESETS[cell.preset], **dict(cell.options)},
         )
         pruned = result.model
         top1_pruned = evaluate(pruned, x_test, y_test, name, progress=False)
@@ -493,12 +506,14 @@ def run_cell(
     tic = time.perf_counter()
     finetuned = load_model(pruned_file).module
     finetuned.to(device)
-    epochs = cell.finetune_epochs or protocol.finetune.epochs
-    config = TrainConfig(**{**asdict(protocol.finetune), "model": name, "seed": seeds[0], "epochs": epochs})
-    history = fit(finetuned, data, config, checkpoint=work / "finetune.pt", test_subset=protocol.monitor_images,
-                  progress=progress)
-    top1_finetuned = evaluate(finetuned, x_test, y_test, name, progress=False)
-    save_model(finetuned.cpu(), work / "finetuned.pt", name)
+    epochs = protocol.finetune.epochs if cell.finetune_epochs is None else cell.finetune_epochs
+    history, top1_finetuned = None, None
+    if epochs:
+        config = TrainConfig(**{**asdict(protocol.finetune), "model": name, "seed": seeds[0], "epochs": epochs})
+        history = fit(finetuned, data, config, checkpoint=work / "finetune.pt", test_subset=protocol.monitor_images,
+                      progress=progress)
+        top1_finetuned = evaluate(finetuned, x_test, y_test, name, progress=False)
+        save_model(finetuned.cpu(), work / "finetuned.pt", name)
     finetune_seconds = time.perf_counter() - tic
 
     records = sorted(stages["seeds"], key=lambda r: seeds.index(r["seed"]))
@@ -529,7 +544,8 @@ def run_cell(
         },
         "selection_seconds": _mean_spread([r["selection_seconds"] for r in records]),
         "seeds": records,
-        "finetune": {"epochs": epochs, "history": history.history, "wall_seconds": history.wall_seconds},
+        "finetune": {"epochs": epochs, "history": history.history if history else [],
+                     "wall_seconds": history.wall_seconds if history else 0.0},
         "seconds": {**stages["seconds"], "per_seed": [r["seconds"] for r in records], "finetune": finetune_seconds,
                     "total": stages["seconds"].get("unpruned_eval", 0.0) + sum(r["seconds"] for r in records)
                     + finetune_seconds},

@@ -48,7 +48,8 @@ def cell_rows(cells: list[Cell], results: dict[str, dict | None]) -> pd.DataFram
                 "unpruned": stages["unpruned"],
                 "pruned": stages["pruned"]["mean"], "pruned_std": stages["pruned"]["std"],
                 "recalibrated": stages["recalibrated"]["mean"], "recalibrated_std": stages["recalibrated"]["std"],
-                "finetuned": stages["finetuned"], "delta": stages["finetuned"] - stages["unpruned"],
+                "finetuned": stages["finetuned"],
+                "delta": None if stages["finetuned"] is None else stages["finetuned"] - stages["unpruned"],
                 "flops_reduction": counts["flops_reduction"], "params_reduction": counts["params_reduction"],
                 "seeds": len(result["seeds"]), "selection_seconds": result["selection_seconds"]["mean"],
                 "hours": result["seconds"]["total"] / 3600, "commit": result["provenance"].get(
@@ -258,3 +259,32 @@ def sweep_table(rows: pd.DataFrame, value_label: str, paper: dict[str, dict] | N
         ])
     return pd.DataFrame(out, columns=[value_label, "method", "top-1 (%)", "Δ (points)", "recalibrated (%)",
                                       "pruned (%)", "FLOPs ↓ (%)", "params ↓ (%)", "selection (s)", "paper (%)"])
+
+
+_OPTION_TEXT = {
+    "threshold": "graph τ = {}", "knn": "k-NN graph, k = {}", "gamma_graph": "γ/λ = {}", "linkage": "{} linkage",
+    "score": "ranked by {} alone", "normalise": "unit-norm columns: {}",
+}
+
+
+def setting_label(cell: Cell) -> str:
+    """How a settings-study cell differs from the paper's settings, in words ("the paper's" when it does not)."""
+    changes = [_OPTION_TEXT[name].format({False: "off", True: "on"}.get(value, value)) for name, value in cell.options]
+    if cell.kernel != "laplacian":
+        changes.append(f"{cell.kernel} kernel")
+    if cell.direction != "rows":
+        changes.append(f"candidates as {cell.direction}")
+    return ", ".join(changes) or "the paper's"
+
+
+def kept_overlap(first: dict, second: dict) -> float:
+    """Mean over the pruned layers of |A ∩ B| / |A ∪ B|, A and B the channels two cell results keep with
+    their first calibration seed (1: the same channels; NaN when no layer is pruned in both)."""
+
+    def kept(result: dict) -> dict[str, set[int]]:
+        return {layer["name"]: set(layer["kept_indices"]) for layer in result["seeds"][0]["layers"]
+                if layer["kept"] < layer["channels"]}  # fmt: skip
+
+    a, b = kept(first), kept(second)
+    shared = [name for name in a if name in b]
+    return sum(len(a[n] & b[n]) / len(a[n] | b[n]) for n in shared) / len(shared) if shared else float("nan")

@@ -2,8 +2,9 @@
 
 Methods:
 
-* ``"sglp"`` (sGLP-IB): graph lasso, graph over the response columns (|Pearson r of Ỹ's columns| > threshold),
-  fusion weight γ = gamma_graph·λ so that the adaptive search scales the whole penalty.
+* ``"sglp"`` (sGLP-IB): graph lasso, graph over the response columns (|Pearson r of Ỹ's columns| > threshold,
+  or with ``knn`` each column joined to its knn most correlated), fusion weight γ = gamma_graph·λ so that the
+  adaptive search scales the whole penalty.
 * ``"stlp"`` (sTLP-IB): tree lasso, tree from average-linkage clustering of Ỹ's columns on 1 − r.
 * ``"lasso"``: plain L1 on the same multi-response problem.
 * ``"apib"`` (APIB's HSIC lasso baseline): one response, vec K̄ of the consumer's whole output (all its
@@ -27,8 +28,8 @@ import torch
 
 from .kernels import GramProblem, check_features, gram_problem, raw_problem
 from .lasso import L1, GraphLasso, TreeLasso, lambda_for_k
-from .lasso.adaptive import DIRECTIONS
-from .structure import LINKAGE_METHODS, graph_from_correlation, tree_from_correlation
+from .lasso.adaptive import DIRECTIONS, SCORES
+from .structure import LINKAGE_METHODS, graph_from_correlation, knn_graph_from_correlation, tree_from_correlation
 
 METHODS = ("sglp", "stlp", "apib", "lasso")
 
@@ -63,6 +64,7 @@ def select(
     direction: str = "rows",
     gamma_graph: float = 1.0,
     threshold: float = 0.6,
+    knn: int | None = None,
     linkage: str = "average",
     normalise: bool = True,
     use_gram: bool = True,
@@ -74,6 +76,7 @@ def select(
     max_iter: int = 2000,
     solver: str = "auto",
     progress: bool = False,
+    score: str = "nnz_then_norm",
 ) -> Selection:
     """Choose k channels of a layer by structured lasso with adaptive λ.
 
@@ -86,6 +89,8 @@ def select(
         direction: ``"rows"`` (candidates are layer_inputs' channels) or ``"columns"`` (layer_outputs').
         gamma_graph: sGLP-IB's fusion weight relative to λ (γ = gamma_graph·λ).
         threshold: sGLP-IB's edge threshold τ on |r|.
+        knn: if given, sGLP-IB's graph joins each response column to its ``knn`` most correlated instead
+            (``structure.knn_graph_from_correlation``), and ``threshold`` is unused.
         linkage: sTLP-IB's scipy linkage method.
         normalise: unit-norm columns of X̃ and Ỹ.
         use_gram: regress Gram matrices (else the raw maps, the formulation's "no Gram" variant).
@@ -94,6 +99,7 @@ def select(
         dtype: computation dtype.
         max_solves, tol, max_iter, solver: passed to ``lasso.lambda_for_k``.
         progress: show a tqdm bar over the λ search.
+        score: how the kept candidates are ranked when more than k are non-zero (``lasso.adaptive.SCORES``).
 
     Returns:
         The Selection; ``diagnostics`` has ``lam``, ``n_solves``, ``n_iter``, ``trace``, ``seconds``,
@@ -110,6 +116,8 @@ def select(
         raise ValueError(f"unknown direction {direction!r}: choose one of {', '.join(DIRECTIONS)}")
     if linkage not in LINKAGE_METHODS:
         raise ValueError(f"unknown linkage {linkage!r}: choose one of {', '.join(LINKAGE_METHODS)}")
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}: choose one of {', '.join(SCORES)}")
     check_features(layer_inputs, "layer_inputs")
     check_features(layer_outputs, "layer_outputs")
     n_candidates = layer_inputs.shape[1] if direction == "rows" else layer_outputs.shape[1]
@@ -130,7 +138,11 @@ def select(
 
     diagnostics: dict = {"method": method, "kernel": kernel if use_gram else "raw", "direction": direction}
     if method == "sglp":
-        graph = graph_from_correlation(problem.response_corr, threshold)
+        q = problem.response_corr.shape[0]
+        if knn is None or q < 2:
+            graph = graph_from_correlation(problem.response_corr, threshold)
+        else:
+            graph = knn_graph_from_correlation(problem.response_corr, min(knn, q - 1))
         diagnostics["n_edges"] = graph.n_edges
 
         def make_penalty(lam):
@@ -150,7 +162,7 @@ def select(
             return L1(lam, nonnegative=nonnegative)
 
     search_start = time.perf_counter()
-    result = lambda_for_k(problem, make_penalty, k, direction, max_solves, tol, max_iter, solver, progress)
+    result = lambda_for_k(problem, make_penalty, k, direction, max_solves, tol, max_iter, solver, progress, score)
     now = time.perf_counter()
     diagnostics.update(
         lam=result.lam,

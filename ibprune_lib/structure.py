@@ -143,6 +143,37 @@ def graph_from_correlation(R: torch.Tensor, threshold: float = 0.6) -> Graph:
     return Graph(edges=torch.stack([m[keep], l[keep]], dim=1), weights=r[keep], n_nodes=q)
 
 
+def knn_graph_from_correlation(R: torch.Tensor, k: int) -> Graph:
+    """The sparse graph joining each column to the k others it is most correlated with (by |R|).
+
+    An edge (m, l), m < l, exists when l is among m's k nearest or m among l's: every node has at least
+    k neighbours, whatever the spread of the correlations (a threshold leaves weakly correlated layers with
+    almost no edges and strongly correlated ones with almost all).
+
+    Args:
+        R: (q, q) correlation matrix.
+        k: neighbours per column, 1 ≤ k < q.
+
+    Returns:
+        The Graph, edges in row-major order of the upper triangle, weights the signed R_ml.
+
+    Raises:
+        ValueError: a malformed R or k out of range.
+    """
+    _check_correlation(R)
+    q = R.shape[0]
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < q:
+        raise ValueError(f"k must be an int in [1, {q - 1}] (neighbours among {q} columns), got {k!r}")
+    strength = R.abs().fill_diagonal_(-1.0)
+    nearest = strength.topk(k, dim=1).indices  # (q, k)
+    joined = torch.zeros(q, q, dtype=torch.bool, device=R.device)
+    joined[torch.arange(q, device=R.device).unsqueeze(1), nearest] = True
+    joined |= joined.T.clone()
+    m, l = torch.triu_indices(q, q, offset=1, device=R.device)
+    keep = joined[m, l]
+    return Graph(edges=torch.stack([m[keep], l[keep]], dim=1), weights=R[m, l][keep], n_nodes=q)
+
+
 def pearson_graph(Y: torch.Tensor, threshold: float = 0.6) -> Graph:
     """The correlation graph of the columns of Y (n, q); see graph_from_correlation."""
     return graph_from_correlation(pearson_correlation(Y), threshold)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from ibprune_lib import book
 from ibprune_lib.book import check_pages, page_problems
 
 CLEAN = """<main><p>Top-1 after fine-tuning.</p>
@@ -73,3 +74,8 @@ def test_a_plain_log_axis_has_labelled_ticks_at_any_span(low, high):
     plt.close(fig)
     assert len([text for text in labels if text]) >= 2
     assert all("10^" not in text and "times" not in text for text in labels)
+
+
+def test_a_caption_says_when_a_result_came_from_a_dirty_tree():
+    assert book.short_commit("0123456789abcdef+dirty") == "0123456789+dirty"
+    assert book.short_commit("0123456789abcdef") == "0123456789"

@@ -60,8 +60,8 @@ def test_fields_added_later_keep_the_ids_of_committed_cells():
 
 
 def test_a_bad_ablation_cell_is_refused():
-    with pytest.raises(ValueError, match="finetune_epochs must be an int >= 1"):
-        Cell("vgg16", weights="w.pt", method="sglp", target_params=0.15, finetune_epochs=0).check()
+    with pytest.raises(ValueError, match="finetune_epochs must be an int >= 0"):
+        Cell("vgg16", weights="w.pt", method="sglp", target_params=0.15, finetune_epochs=-1).check()
     with pytest.raises(ValueError, match="use_gram=False is for sglp, stlp, lasso, not apib"):
         Cell("vgg16", weights="w.pt", method="apib", target_params=0.15, use_gram=False).check()
 
@@ -74,6 +74,24 @@ def test_the_ablations_smoke_cell_regresses_raw_maps_and_fine_tunes_for_its_own_
     assert result["cell"]["use_gram"] is False and result["cell"]["method"] == "stlp"
     assert result["finetune"]["epochs"] == 1 == len(result["finetune"]["history"])
     assert result["protocol"]["finetune"]["epochs"] != 1
+
+
+def test_the_study_smoke_cell_passes_its_option_and_stops_after_recalibration(tmp_path, shared_weights, monkeypatch):
+    import ibprune_lib.selection
+
+    calls = []
+    knn_graph = ibprune_lib.selection.knn_graph_from_correlation
+    monkeypatch.setattr(ibprune_lib.selection, "knn_graph_from_correlation",
+                        lambda R, k: calls.append(k) or knn_graph(R, k))
+    grid = Grid("study", "smoke", results=tmp_path / "results", work=tmp_path / "runs")
+    (outcome,) = grid.run(grid.cells, torch.device("cpu"), progress=False)
+    assert outcome[1] == "done" and calls and set(calls) == {4}
+    result = grid.read(grid.cells[0])
+    assert result["stages"]["finetuned"] is None
+    assert result["finetune"] == {"epochs": 0, "history": [], "wall_seconds": 0.0}
+    assert result["cell"]["options"] == [["knn", 4]] and "not fine-tuned" in grid.state(grid.cells[0])["detail"]
+    with pytest.raises(ValueError, match="unknown option 'tau'"):
+        Cell("resnet56", weights="w.th", method="sglp", target_flops=0.5, options=(("tau", 0.7),)).check()
 
 
 def test_ablations_sweep_one_setting_at_a_time_from_table1s_vgg16_cell():

@@ -4,7 +4,17 @@ import pandas as pd
 import pytest
 
 from ibprune_lib.experiments import Cell, load_table
-from ibprune_lib.report import NEEDS_GPU, NOT_RUN, cell_rows, network_table, style_table, sweep_rows, sweep_table
+from ibprune_lib.report import (
+    NEEDS_GPU,
+    NOT_RUN,
+    cell_rows,
+    kept_overlap,
+    network_table,
+    setting_label,
+    style_table,
+    sweep_rows,
+    sweep_table,
+)
 
 
 def test_tables_scroll_inside_the_column_with_text_left_numbers_right_and_no_index():
@@ -58,3 +68,18 @@ def test_a_sweep_holds_the_cells_that_vary_one_setting_and_quotes_the_paper_besi
                                                                                          "93.77 (8%)")
     with pytest.raises(ValueError, match="unknown setting 'threads'"):
         sweep_rows(cells, {}, "threads")
+
+
+def test_a_study_cell_says_what_it_changed_and_overlaps_are_jaccard_means():
+    base = dict(weights="w.th", target_flops=0.5, finetune_epochs=0)
+    assert setting_label(Cell("resnet56", method="sglp", **base)) == "the paper's"
+    assert setting_label(Cell("resnet56", method="sglp", options=(("knn", 4),), **base)) == "k-NN graph, k = 4"
+    assert setting_label(Cell("resnet56", method="stlp", options=(("normalise", False),), kernel="linear",
+                              **base)) == "unit-norm columns: off, linear kernel"  # fmt: skip
+
+    def result(*kept):
+        return {"seeds": [{"layers": [{"name": f"l{i}", "kept": len(k), "channels": 4, "kept_indices": k}
+                                      for i, k in enumerate(kept)]}]}  # fmt: skip
+
+    assert kept_overlap(result([0, 1], [0, 1, 2, 3]), result([1, 2], [0, 1, 2, 3])) == pytest.approx(1 / 3)
+    assert kept_overlap(result([0, 1]), result([0, 1])) == 1.0

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from ibprune_lib.lasso import candidate_scores
 from ibprune_lib.selection import METHODS, Selection, select
 
 
@@ -83,3 +84,17 @@ def test_non_finite_features_raise():
     x[0, 0, 0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
         select(x, y, 3)
+
+
+def test_the_study_options_reach_the_selection():
+    x, y = planted()
+    threshold = select(x, y, 4, method="sglp", kernel="linear", threshold=0.9)
+    knn = select(x, y, 4, method="sglp", kernel="linear", knn=2)
+    assert knn.kept.tolist() == [0, 1, 2, 3] and knn.diagnostics["n_edges"] >= 8 > 0
+    assert knn.diagnostics["n_edges"] != threshold.diagnostics["n_edges"]
+    by_norm = select(x, y, 4, method="lasso", kernel="linear", score="norm")
+    assert by_norm.kept.tolist() == [0, 1, 2, 3]
+    W = torch.tensor([[0.1, 0.1], [3.0, 0.0], [0.0, 0.0]])  # two small coefficients against one large
+    assert candidate_scores(W, score="nnz_then_norm").argmax() == 0 and candidate_scores(W, score="norm").argmax() == 1
+    with pytest.raises(ValueError, match="unknown score 'rank': choose one of nnz_then_norm, norm"):
+        select(x, y, 4, method="lasso", score="rank")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ibprune_lib.structure import (
+    knn_graph_from_correlation,
     cluster_tree,
     graph_from_correlation,
     pearson_correlation,
@@ -100,3 +101,20 @@ def test_tree_of_one_column_and_of_identical_or_constant_columns():
 def test_bad_inputs_raise_clear_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_knn_graph_gives_every_column_its_k_most_correlated(k):
+    generator = torch.Generator().manual_seed(0)
+    R = pearson_correlation(torch.randn(40, 9, generator=generator) @ torch.randn(9, 9, generator=generator))
+    graph = knn_graph_from_correlation(R, k)
+    edges = {tuple(e) for e in graph.edges.tolist()}
+    assert len(edges) == graph.n_edges and all(m < l for m, l in edges)
+    for j in range(9):
+        others = sorted((o for o in range(9) if o != j), key=lambda o: -abs(float(R[j, o])))[:k]
+        assert all((min(j, o), max(j, o)) in edges for o in others)
+    for (m, l), r in zip(graph.edges.tolist(), graph.weights.tolist()):
+        assert r == pytest.approx(float(R[m, l]))
+    assert graph.n_edges <= 9 * k
+    with pytest.raises(ValueError, match="k must be an int in"):
+        knn_graph_from_correlation(R, 9)

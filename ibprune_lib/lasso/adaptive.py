@@ -33,6 +33,9 @@ from .penalties import Penalty
 from .spg import FitResult, fit_gram
 
 DIRECTIONS = ("rows", "columns")
+SCORES = ("nnz_then_norm", "norm")
+"""How candidates are ranked when the λ search keeps more than k: by the number of non-zero coefficients,
+ties by norm (the default), or by the norm alone."""
 
 LAMBDA_MIN_RATIO = 1e-6
 """The search gives up (k unreachable) below max|B| · LAMBDA_MIN_RATIO."""
@@ -95,15 +98,20 @@ def count_nonzero(W: torch.Tensor, direction: str = "rows") -> int:
     return int((_candidates(W, direction) != 0).any(dim=1).sum())
 
 
-def candidate_scores(W: torch.Tensor, direction: str = "rows") -> torch.Tensor:
-    """(n_candidates,) float scores ordering candidates by (number of non-zeros, then Euclidean norm).
+def candidate_scores(W: torch.Tensor, direction: str = "rows", score: str = "nnz_then_norm") -> torch.Tensor:
+    """(n_candidates,) float scores, higher kept first.
 
-    score = nnz + ‖·‖ / (2 max‖·‖): the integer part is the count of non-zero entries, the fraction (< 1)
-    ranks ties by norm; a zero candidate scores 0.
+    ``"nnz_then_norm"``: score = nnz + ‖·‖ / (2 max‖·‖), the integer part the count of non-zero entries, the
+    fraction (< 1) ranking ties by Euclidean norm. ``"norm"``: the Euclidean norm alone. A zero candidate
+    scores 0 either way.
     """
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}: choose one of {', '.join(SCORES)}")
     V = _candidates(W, direction)
-    nnz = (V != 0).sum(dim=1).to(W.dtype)
     norms = V.norm(dim=1)
+    if score == "norm":
+        return norms
+    nnz = (V != 0).sum(dim=1).to(W.dtype)
     top = norms.max() if norms.numel() else norms.new_zeros(())
     return nnz + (norms / (2 * top) if top > 0 else torch.zeros_like(norms))
 
@@ -150,6 +158,7 @@ def lambda_for_k(
     max_iter: int = 2000,
     solver: str = "auto",
     progress: bool = False,
+    score: str = "nnz_then_norm",
 ) -> AdaptiveResult:
     """Search λ so that exactly k candidates of the solution are non-zero.
 
@@ -166,6 +175,7 @@ def lambda_for_k(
         max_iter: the solver's iteration cap per solve.
         solver: passed to ``fit_gram``.
         progress: show a tqdm bar over the solves.
+        score: how the top k are ranked when more than k stay non-zero (``SCORES``).
 
     Returns:
         AdaptiveResult at the chosen λ.
@@ -176,6 +186,8 @@ def lambda_for_k(
     """
     G, B, yy = _gram_parts(problem)
     _check_direction(direction)
+    if score not in SCORES:
+        raise ValueError(f"unknown score {score!r}: choose one of {', '.join(SCORES)}")
     n_candidates = B.shape[0] if direction == "rows" else B.shape[1]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n_candidates:
         raise ValueError(f"k must be an int in [1, {n_candidates}] (the number of candidate {direction}), got {k!r}")
@@ -282,7 +294,7 @@ def lambda_for_k(
     finally:
         bar.close()
     result, _ = solved[lo, phase_tols[-1]]
-    scores = candidate_scores(result.W, direction)
+    scores = candidate_scores(result.W, direction, score)
     kept = torch.sort(torch.topk(scores, k).indices).values
     n_iter = sum(r.n_iter for r, _ in solved.values())
     return AdaptiveResult(lo, kept, result.W, scores, trace, len(trace), n_iter)

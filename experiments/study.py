@@ -1,0 +1,42 @@
+"""The settings study: which of the method's settings matter, before any fine-tuning.
+
+On the shared ResNet-56 at 50% of its FLOPs kept and the committed VGG-16 at 15% of its parameters kept (the
+first four prunable layers whole, calibration batch 128, three calibration seeds), each cell changes one
+setting of sGLP-IB or sTLP-IB from the paper's (τ = 0.6, γ/λ = 1, average linkage, Laplacian kernel,
+unit-norm columns, candidates as rows, kept candidates ranked by non-zeros then norm) and stops after
+BatchNorm recalibration (``finetune_epochs=0``): top-1 right after pruning and after recalibration on the
+full test set, and selection seconds. L1-norm, FPGM and the plain multi-response lasso stand beside them at
+the same budget. The cells run in the grid after Table 1.
+
+    python -m ibprune_lib experiments run study --scale cpu
+"""
+
+from ibprune_lib.experiments import Cell
+
+NETWORKS = {
+    "resnet56": dict(weights="weights:resnet56-4bfd9763.th", target_flops=0.5),
+    "vgg16": dict(weights="results/cpu/baselines/vgg16/vgg16.pt", target_params=0.15),
+}
+BOTH = ("sglp", "stlp")
+VARIANTS = [
+    *[("sglp", dict(options=(("threshold", t),))) for t in (0.7, 0.8, 0.9)],
+    *[("sglp", dict(options=(("knn", k),))) for k in (4, 8)],
+    *[("sglp", dict(options=(("gamma_graph", g),))) for g in (0.1, 0.5, 2.0)],
+    *[("stlp", dict(options=(("linkage", link),))) for link in ("complete", "single")],
+    *[(m, dict(options=(("score", "norm"),))) for m in BOTH],
+    *[(m, dict(kernel=kernel)) for kernel in ("linear", "gaussian", "sigmoid") for m in BOTH],
+    *[(m, dict(options=(("normalise", False),))) for m in BOTH],
+    *[(m, dict(direction="columns")) for m in BOTH],
+]
+
+
+def cells(scale: str) -> list[Cell]:
+    if scale == "smoke":  # the study-only plumbing: an option, and no fine-tuning
+        budget = dict(weights="weights:resnet56-4bfd9763.th", target_flops=0.5)
+        return [Cell("resnet56", method="sglp", finetune_epochs=0, options=(("knn", 4),), **budget)]
+    table = []
+    for network, budget in NETWORKS.items():
+        base = dict(finetune_epochs=0, **budget)
+        table += [Cell(network, method=m, **base) for m in (*BOTH, "lasso", "l1", "fpgm")]
+        table += [Cell(network, method=m, **{**base, **variant}) for m, variant in VARIANTS]
+    return table
