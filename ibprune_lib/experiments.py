@@ -345,10 +345,9 @@ class Grid:
             if name in PRETRAINED:
                 pretrained_weights(name, progress)  # the public ResNets are fetched once, verified
             else:
-                raise FileNotFoundError(
-                    f"cell {cell.id}: no weights at {cell.weights_path()}. Fix: set IBPRUNE_WEIGHTS to the folder "
-                    f"holding {cell.weights.removeprefix('weights:')}, or train the baseline (see results/cpu/baselines)"
-                )
+                fix = (f"set IBPRUNE_WEIGHTS to the folder holding {name}" if cell.weights.startswith("weights:")
+                       else "train the baseline (results/cpu/baselines/README.md says how)")
+                raise FileNotFoundError(f"cell {cell.id}: no weights at {cell.weights_path()}. Fix: {fix}")
         datasets: dict[str, ImageData] = {}
         outcomes = []
         bar = tqdm(cells, desc=f"{self.name} ({self.scale})", disable=not progress)

@@ -118,6 +118,13 @@ def test_table1_declares_every_method_on_every_network():
     assert smoke.weights == UNTRAINED and smoke.needs is None and smoke.weights_path() is None
 
 
+def test_table8_is_vgg16_on_cifar100_at_the_papers_flops_budget():
+    cells = load_table("table8", "cpu")
+    assert {c.method for c in cells} == {"sglp", "stlp", "apib", "l1", "random"}
+    assert all(c.dataset == "cifar100" and c.target_flops == 0.45 and c.model == "vgg16" for c in cells)
+    assert load_table("table8", "smoke") == []
+
+
 def test_an_untrained_cell_starts_from_the_same_seeded_network_every_time():
     cell = Cell("resnet20", weights=UNTRAINED, method="l1", target_flops=0.5)
     (first, name, size), (second, _, _) = _starting_model(cell), _starting_model(cell)
