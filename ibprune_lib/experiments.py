@@ -62,7 +62,7 @@ NOT_RUN_HERE = "not run here"
 
 PRESETS = {"paper": {}}  # the paper's stated settings; named presets from the settings study join here
 
-SELECTION_OPTIONS = ("threshold", "knn", "gamma_graph", "linkage", "score", "normalise")
+SELECTION_OPTIONS = ("threshold", "knn", "gamma_graph", "linkage", "score", "normalise", "solver")
 """Settings of ``ibprune_lib.selection.select`` a cell may change one by one (``Cell.options``): the settings
 study varies them."""
 

@@ -263,7 +263,7 @@ def sweep_table(rows: pd.DataFrame, value_label: str, paper: dict[str, dict] | N
 
 _OPTION_TEXT = {
     "threshold": "graph τ = {}", "knn": "k-NN graph, k = {}", "gamma_graph": "γ/λ = {}", "linkage": "{} linkage",
-    "score": "ranked by {} alone", "normalise": "unit-norm columns: {}",
+    "score": "ranked by {} alone", "normalise": "unit-norm columns: {}", "solver": "solver {}",
 }
 
 
