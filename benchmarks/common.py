@@ -12,7 +12,7 @@ from torch import nn
 
 from ibprune_lib.data import calibration_batch, load_cifar, normalise
 from ibprune_lib.models import get_model, load_weights, weights_dir
-from ibprune_lib.provenance import provenance, save_json
+from ibprune_lib.provenance import REPO_ROOT, provenance, save_json
 from ibprune_lib.runtime import keep_freed_memory
 
 keep_freed_memory()
@@ -29,13 +29,17 @@ def calibration_images(model_name: str, batch_size: int = 128, seed: int = 0) ->
 
 def default_weights(model_name: str) -> Path | None:
     """A checkpoint for ``model_name``: $IBPRUNE_<MODEL>_WEIGHTS, the shared ResNet-56 weights in
-    $IBPRUNE_WEIGHTS, or the newest ``runs/*<model>*/*.pt`` of this repository; None if there is none."""
+    $IBPRUNE_WEIGHTS, the committed baseline ``results/cpu/baselines/<model>/<model>.pt``, or the newest
+    ``runs/*<model>*/*.pt`` of this repository; None if there is none."""
     env = os.environ.get(f"IBPRUNE_{model_name.upper()}_WEIGHTS")
     if env:
         return Path(env)
     shared = weights_dir() / "resnet56-4bfd9763.th"
     if model_name == "resnet56" and shared.is_file():
         return shared
+    committed = REPO_ROOT / "results" / "cpu" / "baselines" / model_name / f"{model_name}.pt"
+    if committed.is_file():
+        return committed
     runs = sorted(Path(__file__).resolve().parent.parent.glob(f"runs/*{model_name}*/*.pt"), key=os.path.getmtime)
     return runs[-1] if runs else None
 
@@ -46,7 +50,8 @@ def load_model(model_name: str, weights: str | os.PathLike | None = None) -> tup
     weights = weights or default_weights(model_name)
     if weights is not None and Path(weights).is_file():
         load_weights(model, weights)
-        return model.eval(), str(weights)
+        path = Path(weights).resolve()
+        return model.eval(), str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path.name)
     return model.eval(), "random init (no checkpoint found)"
 
 
