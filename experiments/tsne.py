@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ibprune_lib.data import calibration_batch, load_cifar
 from ibprune_lib.embedding import penultimate_features, separation, tsne_map
-from ibprune_lib.experiments import PROTOCOLS
+from ibprune_lib.experiments import CODE_COMMIT, PROTOCOLS
 from ibprune_lib.models import load_model, weights_dir
 from ibprune_lib.provenance import REPO_ROOT, provenance, save_json
 from ibprune_lib.pruning import prune
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             record["counts"] = pruned.report["totals"]
         panels[key] = {"method": method, "kernel": kernel, "seconds": time.perf_counter() - tic, **record}
         save_json(out, {"settings": described, "seed": SEED, "labels": labels.tolist(), "panels": panels,
-                        "provenance": provenance(scale=args.scale, seeds=[SEED],
+                        "provenance": provenance(scale=args.scale, seeds=[SEED], code_commit=CODE_COMMIT,
                                                  this_run_seconds=time.perf_counter() - started)})  # fmt: skip
     return 0
 
