@@ -28,7 +28,7 @@ from ibprune_lib.provenance import REPO_ROOT
 from ibprune_lib.pruning import prune
 
 NETWORKS = ("vgg16", "resnet56", "resnet110", "googlenet")
-BATCHES = {1: dict(repeats=30, warmup=5), 64: dict(repeats=10, warmup=2)}
+BATCHES = {1: dict(repeats=200, warmup=20), 64: dict(repeats=20, warmup=3)}
 
 
 def table1_budget(model_name: str) -> dict:
