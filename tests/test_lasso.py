@@ -19,8 +19,16 @@ from ibprune_lib.lasso import (
     objective_gram,
 )
 from ibprune_lib.lasso import adaptive
-from ibprune_lib.lasso.adaptive import PATH_STEP_MAX, PATH_STEP_MIN, PATH_STEP_MIN_FAR, SEARCH_TOL, path_step
-from ibprune_lib.lasso.spg import _WorkingRows
+from ibprune_lib.lasso.adaptive import (
+    COUNT_SLACK,
+    PATH_STEP_MAX,
+    PATH_STEP_MIN,
+    PATH_STEP_MIN_FAR,
+    SEARCH_TOL,
+    candidate_scores,
+    path_step,
+)
+from ibprune_lib.lasso.spg import PD_STALL_WINDOW, _WorkingRows
 from ibprune_lib.structure import Graph, cluster_tree, pearson_graph
 
 SOLVER = next(s for s in ("CLARABEL", "ECOS", "SCS") if s in cp.installed_solvers())
@@ -214,6 +222,27 @@ def test_the_search_brackets_on_loose_solves_and_answers_with_a_tight_one(monkey
     assert count_nonzero(result.W) == 5 and result.n_solves == len(tols)
     tight = fit_gram(*problem, GraphLasso(result.lam, result.lam, graph), tol=1e-10, max_iter=20000)
     assert objective_gram(*problem, result.W, GraphLasso(result.lam, result.lam, graph)) <= tight.objective * (1 + 1e-6)
+
+
+def test_a_primal_dual_solve_warm_started_nearby_runs_a_whole_stall_window_before_it_stops():
+    X, Y = regression(12, n=200, p=64, q=24, noise=0.3)
+    X, Y = X / X.norm(dim=0), Y / Y.norm(dim=0)
+    graph = pearson_graph(Y, 0.3)
+    problem = (X.T @ X, X.T @ Y, float(Y.square().sum()))
+    lam = 0.3 * float(problem[1].abs().max())
+    near = fit_gram(*problem, GraphLasso(lam, lam, graph), tol=1e-5)
+    loose = fit_gram(*problem, GraphLasso(0.95 * lam, 0.95 * lam, graph), W0=near.W, dual0=near.dual, tol=SEARCH_TOL)
+    assert loose.solver == "primal_dual" and loose.n_iter > PD_STALL_WINDOW
+
+
+def test_the_search_accepts_a_count_within_the_solvers_resolution_and_keeps_the_top_k():
+    X, Y = regression(13, n=600, p=400, q=4, noise=0.3)
+    X, Y = X / X.norm(dim=0), Y / Y.norm(dim=0)
+    k, slack = 150, math.ceil(COUNT_SLACK * 400) - 1
+    result = lambda_for_k((X.T @ X, X.T @ Y, float(Y.square().sum())), lambda lam: L1(lam), k)
+    assert slack == 1 and k <= count_nonzero(result.W) <= k + slack
+    scores = candidate_scores(result.W)
+    assert len(result.kept) == k and scores[result.kept].min() >= scores.sort().values[-k]
 
 
 def test_working_rows_that_leave_keep_their_dual_for_when_they_return():

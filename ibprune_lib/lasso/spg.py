@@ -16,8 +16,8 @@ whole tree for ``TreeLasso``), Ω_s(W) = max_{A∈Q} ⟨K(W), A⟩ is linear-str
   penalty has an Ω_s.
 
 Both stop when the exact, unsmoothed objective less its constant yy/2 changes by less than ``tol`` relative
-over a window of iterations (5; for primal-dual a quarter of the run, between 5 and 25) over which the sets
-of non-zero rows and columns of W stay the same up to 0.5 % (the support is what selection reads). Measured
+over a window of iterations (5; 25 for primal-dual) over which the sets of non-zero rows and columns of W stay
+the same up to 0.5 % (the support is what selection reads). Measured
 against F itself, the window would compare changes with yy/2, which at sparse solutions is nearly all of F.
 Primal-dual steps touch only the rows of W non-zero in the iterate or recently (``_WorkingRows``). A
 last step zeroes rows whose removal lowers the exact objective (first-order methods leave such rows tiny
@@ -41,9 +41,10 @@ MU_RELATIVE = 1e-4
 """Default smoothing for SPG: μ = MU_RELATIVE · yy·q / (number of smoothed terms), see ``default_mu``."""
 
 STALL_WINDOW = 5
-STALL_WINDOW_MAX = 25
-"""Iterations over which the relative change of the exact objective is measured for stopping: 5 for FISTA,
-a quarter of the iterations run, between 5 and 25, for primal-dual."""
+PD_STALL_WINDOW = 25
+"""Iterations over which the relative change of the exact objective is measured for stopping: 5 for FISTA, 25
+for primal-dual, whose first iterations after a warm start at a nearby λ crawl (a shorter window stopped such
+solves after 6 iterations with the warm start's support unchanged, and the λ search read stale counts)."""
 
 CONTINUATION_STAGES = 4
 CONTINUATION_FACTOR = 10.0
@@ -149,7 +150,7 @@ class _Tracker:
         self.trace: list[float] = []
         self.best_F = self.exact(W, GW)
         self.best_W = W
-        self.patterns: deque[torch.Tensor] = deque([self._pattern(W)], maxlen=STALL_WINDOW_MAX + 1)
+        self.patterns: deque[torch.Tensor] = deque([self._pattern(W)], maxlen=PD_STALL_WINDOW + 1)
         self.slack = max(1, sum(B.shape) // 200)
 
     @staticmethod
@@ -178,14 +179,13 @@ class _Tracker:
         self.patterns.append(self._pattern(W))
         return F
 
-    def stalled(self, since: int, tol: float, growing: bool = False) -> bool:
+    def stalled(self, since: int, tol: float, primal_dual: bool = False) -> bool:
         """Whether to stop: over the last w iterations after ``since`` the exact objective moved by ≤ tol
         relative, and at most ``slack`` rows and columns (0.5 %, at least 1: one entry at the edge of zero
-        may flicker in float32) changed between zero and non-zero. w = STALL_WINDOW, or with ``growing`` a
-        quarter of the iterations since ``since`` within [STALL_WINDOW, STALL_WINDOW_MAX], so that the slow
-        crawl of primal-dual iterations is less easily mistaken for convergence."""
+        may flicker in float32) changed between zero and non-zero. w = STALL_WINDOW, or PD_STALL_WINDOW with
+        ``primal_dual``."""
         run = len(self.trace) - since
-        window = max(STALL_WINDOW, min(STALL_WINDOW_MAX, run // 4)) if growing else STALL_WINDOW
+        window = PD_STALL_WINDOW if primal_dual else STALL_WINDOW
         if run <= window:
             return False
         if abs(self.trace[-window - 1] - self.trace[-1]) > tol * max(abs(self.trace[-1]), abs(self.best_F), 1e-12):
@@ -324,7 +324,7 @@ def _primal_dual(G, B, penalty, W, GW, A, tracker, g_norm, max_iter, tol) -> tup
         adjoint_A[work.rows] = penalty.adjoint(work.A_w)
         W, GW = W_new, work.G_w @ W_new_w
         tracker.record(W, GW, penalty.operator_value(KW_new))
-        if tracker.stalled(0, tol, growing=True):
+        if tracker.stalled(0, tol, primal_dual=True):
             return True, work.full_dual()
     return False, work.full_dual()
 
@@ -381,8 +381,8 @@ def fit_gram(
         W0: (p, q) warm start; zeros if None.
         max_iter: iteration cap (all SPG stages together).
         tol: stop when the exact objective changed by less than tol·|objective| over the last 5 iterations
-            (primal-dual: iterations/4, from 5 to 25) with (nearly) unchanged non-zero rows and columns; at least
-            10× the dtype's machine epsilon.
+            (primal-dual: 25) with (nearly) unchanged non-zero rows and columns; at least 10× the dtype's
+            machine epsilon.
         mu: SPG's smoothing parameter; None means ``default_mu``. Ignored by primal-dual.
         solver: ``"auto"`` (primal-dual when the penalty has a structured operator, else FISTA with the exact
             prox), ``"spg"`` or ``"primal_dual"``.
