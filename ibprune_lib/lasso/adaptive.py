@@ -48,8 +48,8 @@ PATH_STEP_MAX = 0.99
 while fewer than k/2 candidates are non-zero (sparse solves, no overshoot in reach), else PATH_STEP_MIN."""
 
 SEARCH_TOL = 1e-3
-"""The solver's relative tolerance while the search brackets λ (when the caller asks for a tighter one):
-counts there are within a few candidates of the converged ones at a fraction of the iterations."""
+"""The solver's relative tolerance while the search walks down to k (when the caller asks for a tighter one):
+cheap solves whose counts near k can be off by tens of candidates, so they only bracket λ."""
 
 COUNT_SLACK = 0.005
 """The bisection accepts a count within [k, k + ⌈COUNT_SLACK·candidates⌉ − 1] (exactly k below 200 candidates):
@@ -207,6 +207,7 @@ def lambda_for_k(
 
     def accepted(count: int) -> bool:
         return k <= count <= k + count_slack
+
     solved: dict[tuple[float, float], tuple[FitResult, int]] = {}  # (λ, tol) → (solution, count)
     trace: list[tuple[float, int]] = []
     phase_tols = [tol] if tol >= SEARCH_TOL else [SEARCH_TOL, tol]

@@ -17,8 +17,8 @@ whole tree for ``TreeLasso``), Ω_s(W) = max_{A∈Q} ⟨K(W), A⟩ is linear-str
 
 Both stop when the exact, unsmoothed objective less its constant yy/2 changes by less than ``tol`` relative
 over a window of iterations (5; 25 for primal-dual) over which the sets of non-zero rows and columns of W stay
-the same up to 0.5 % (the support is what selection reads). Measured
-against F itself, the window would compare changes with yy/2, which at sparse solutions is nearly all of F.
+the same up to 0.5 % (the support is what selection reads). Measured against F itself, the window would
+compare changes with yy/2, which at sparse solutions is nearly all of F.
 Primal-dual steps touch only the rows of W non-zero in the iterate or recently (``_WorkingRows``). A
 last step zeroes rows whose removal lowers the exact objective (first-order methods leave such rows tiny
 rather than zero; the change is computed in float64), and the iterate with the best exact objective is
