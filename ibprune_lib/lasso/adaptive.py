@@ -299,7 +299,8 @@ def lambda_for_k(
             lo, hi = bisect(loose, lo, hi)
         else:
             # Loose counts are off by several candidates: start the tight search where the loose bracket's
-            # counts, linear in log λ, reach k, and step out by the tight count's distance to k at their slope.
+            # counts, linear in log λ, reach k, and step out by 1.5× the tight count's distance to k at their
+            # slope, so that the first step out usually brackets k.
             c_lo, c_hi = loose(lo), loose(hi)
             slope = max(c_lo - c_hi, 1) / math.log(hi / lo)  # candidates per unit of log λ
             start = lo * math.exp((c_lo - k) / slope) if c_hi < k else lo
