@@ -248,17 +248,35 @@ def test_the_search_accepts_a_count_within_the_solvers_resolution_and_keeps_the_
 def test_working_rows_that_leave_keep_their_dual_for_when_they_return():
     g = torch.Generator().manual_seed(0)
     G, A = torch.eye(6, dtype=torch.float64), torch.rand(3, 6, generator=g, dtype=torch.float64)
+    B = torch.rand(6, 3, generator=g, dtype=torch.float64)
     penalty = GraphLasso(0.1, 0.1, Graph(torch.tensor([[0, 1], [1, 2], [0, 2]]), torch.tensor([0.9, -0.8, 0.7]), 3))
     W = torch.ones(6, 3, dtype=torch.float64)
-    work = _WorkingRows(G, penalty, W, A.clone())
-    work.A_w.mul_(0.5)  # the solve moves the duals of its rows
-    W[1:5] = 0
-    work.shrink(W)
-    assert work.rows.tolist() == [0, 5] and torch.equal(work.G_w, G[:, [0, 5]])
+    work = _WorkingRows(G, B, penalty, W, A.clone())
+    work.A_w.mul_(0.5)  # the solve moves the duals of its rows, and Kᵀ(A) with them
+    work.adjoint_t = penalty.adjoint_t(work.A_w)
+    work.Wt[:, 1:5] = 0
+    work.shrink()
+    assert work.rows.tolist() == [0, 5] and torch.equal(work.G_ww, G[[0, 5]][:, [0, 5]])
+    assert torch.equal(work.Bt, B[[0, 5]].T) and torch.equal(work.GWt, (G @ torch.ones(6, 3, dtype=torch.float64))[[0, 5]].T)
     assert work.dual_norm() == pytest.approx(float((0.5 * A).norm()))
-    work.join(torch.tensor([3]), W)
+    work.join(torch.tensor([3]))
     assert torch.equal(work.full_dual(), 0.5 * A)
     assert torch.equal(work.KW_w[:, 2], torch.zeros(3, dtype=torch.float64))
+    assert torch.allclose(work.adjoint_t[:, 2], penalty.adjoint(0.5 * A)[3])
+
+
+def test_the_rows_outside_the_working_set_that_a_step_makes_non_zero_are_the_ones_that_join():
+    X, Y = regression(14, n=200, p=40, q=12, noise=0.3)
+    X, Y = X / X.norm(dim=0), Y / Y.norm(dim=0)
+    G, B = X.T @ X, X.T @ Y
+    penalty = GraphLasso(0.05, 0.05, pearson_graph(Y, 0.3))
+    g = torch.Generator().manual_seed(1)
+    W = torch.randn(40, 12, generator=g, dtype=G.dtype) * (torch.rand(40, 1, generator=g) < 0.3)
+    A = penalty.project_dual(torch.randn(penalty.operator(W).shape, generator=g, dtype=G.dtype))
+    work, tau = _WorkingRows(G, B, penalty, W, A.clone()), 0.01
+    full_step = penalty.prox(W - tau * (G @ W - B + penalty.adjoint(A)), tau)
+    expected = [i for i in range(40) if i not in work.rows.tolist() and bool((full_step[i] != 0).any())]
+    assert expected and sorted(work.violators(tau).tolist()) == expected
 
 
 def test_path_step_halves_while_the_count_stays_then_extrapolates_within_bounds():

@@ -99,13 +99,22 @@ class Penalty(ABC):
         """Whether Ω_s is non-trivial (the solver must smooth it or carry its dual)."""
         return False
 
+    def operator_t(self, Wt: torch.Tensor) -> torch.Tensor:
+        """K(W) = C Wᵀ, an (m, p) tensor, from Wᵀ (q, p): the structure matrix C (m, q) applied to every row
+        of W. The primal-dual solver holds Wᵀ, so that neither K nor Kᵀ needs a transpose."""
+        raise NotImplementedError(f"{type(self).__name__} has no structured operator")
+
+    def adjoint_t(self, A: torch.Tensor) -> torch.Tensor:
+        """Kᵀ(A)ᵀ = Cᵀ A, (q, p), for a dual A (m, p)."""
+        raise NotImplementedError(f"{type(self).__name__} has no structured operator")
+
     def operator(self, W: torch.Tensor) -> torch.Tensor:
         """K(W) = C Wᵀ, an (m, p) tensor: the structure matrix C (m, q) applied to every row of W (p, q)."""
-        raise NotImplementedError(f"{type(self).__name__} has no structured operator")
+        return self.operator_t(W.T.contiguous())
 
     def adjoint(self, A: torch.Tensor) -> torch.Tensor:
         """Kᵀ(A) = (Cᵀ A)ᵀ, (p, q), for a dual A (m, p)."""
-        raise NotImplementedError(f"{type(self).__name__} has no structured operator")
+        return self.adjoint_t(A).T
 
     def project_dual(self, A: torch.Tensor) -> torch.Tensor:
         """Euclidean projection of an (m, p) dual onto Q, column by column."""
@@ -213,11 +222,11 @@ class GraphLasso(Penalty):
     def has_operator(self) -> bool:
         return self.graph.n_edges > 0 and self.gamma > 0
 
-    def operator(self, W: torch.Tensor) -> torch.Tensor:
-        return self._matrices(W)[0] @ (W * self.gamma).T.contiguous()
+    def operator_t(self, Wt: torch.Tensor) -> torch.Tensor:
+        return (self._matrices(Wt)[0] @ Wt).mul_(self.gamma)
 
-    def adjoint(self, A: torch.Tensor) -> torch.Tensor:
-        return (self._matrices(A)[1] @ A).mul_(self.gamma).T
+    def adjoint_t(self, A: torch.Tensor) -> torch.Tensor:
+        return (self._matrices(A)[1] @ A).mul_(self.gamma)
 
     def project_dual(self, A: torch.Tensor) -> torch.Tensor:
         return A.clamp(-1.0, 1.0)
@@ -402,11 +411,11 @@ class TreeLasso(Penalty):
     def has_operator(self) -> bool:
         return not self.exact_prox and self._n_internal > 0
 
-    def operator(self, W: torch.Tensor) -> torch.Tensor:
-        return self._like(W)["K"] @ (W * self.lam).T.contiguous()
+    def operator_t(self, Wt: torch.Tensor) -> torch.Tensor:
+        return (self._like(Wt)["K"] @ Wt).mul_(self.lam)
 
-    def adjoint(self, A: torch.Tensor) -> torch.Tensor:
-        return (self._like(A)["Kt"] @ A).mul_(self.lam).T
+    def adjoint_t(self, A: torch.Tensor) -> torch.Tensor:
+        return (self._like(A)["Kt"] @ A).mul_(self.lam)
 
     def project_dual(self, A: torch.Tensor) -> torch.Tensor:
         ops = self._like(A)

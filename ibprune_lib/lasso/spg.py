@@ -51,6 +51,10 @@ CONTINUATION_FACTOR = 10.0
 CONTINUATION_TOL = 1e-5
 """SPG's μ goes from μ·10³ to μ in 4 warm-started stages; all but the last stop at max(tol, 1e-5)."""
 
+CHECK_EVERY = 10
+"""Primal-dual looks for rows outside its working set that a step would make non-zero every 10 iterations
+(and before it stops)."""
+
 PD_BALANCE = 2.0
 PD_ADAPT_EVERY = 20
 PD_ADAPT_UNTIL = 400
@@ -147,23 +151,41 @@ class _Tracker:
 
     def __init__(self, B: torch.Tensor, yy: float, penalty: Penalty, W: torch.Tensor, GW: torch.Tensor):
         self.B, self.yy, self.penalty = B, yy, penalty
+        self._rows: torch.Tensor | None = None
         self.trace: list[float] = []
         self.best_F = self.exact(W, GW)
-        self.best_W = W
-        self.patterns: deque[torch.Tensor] = deque([self._pattern(W)], maxlen=PD_STALL_WINDOW + 1)
+        self.best: tuple[torch.Tensor | None, torch.Tensor] = (None, W)  # (rows or None for all of them, values)
+        self.patterns: deque[torch.Tensor] = deque([self._pattern(W, None)], maxlen=PD_STALL_WINDOW + 1)
         self.slack = max(1, sum(B.shape) // 200)
 
-    @staticmethod
-    def _pattern(W: torch.Tensor) -> torch.Tensor:
-        """Which rows and which columns of W have a non-zero entry, (p + q,) bool."""
-        magnitude = W.abs()
-        return torch.cat([magnitude.amax(dim=1), magnitude.amax(dim=0)]) > 0
+    @property
+    def best_W(self) -> torch.Tensor:
+        """(p, q) the iterate with the lowest exact objective."""
+        rows, values = self.best
+        if rows is None:
+            return values
+        return values.new_zeros(self.B.shape).index_copy_(0, rows, values)
 
-    def exact(self, W: torch.Tensor, GW: torch.Tensor, structured: torch.Tensor | None = None) -> float:
-        """The exact objective at W less yy/2, given GW = G @ W and, if known, the value of Ω's structured
-        part."""
-        w = W.reshape(-1)
-        loss = 0.5 * torch.dot(w, GW.reshape(-1)) - torch.dot(w, self.B.reshape(-1))
+    def _pattern(self, W: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+        """Which rows and which columns of the iterate have a non-zero entry, (p + q,) bool; W holds its
+        ``rows`` (all of them if None), the others are zero."""
+        magnitude = W.abs()
+        row_sums = magnitude.sum(dim=1)
+        if rows is not None:
+            row_sums = row_sums.new_zeros(self.B.shape[0]).index_copy_(0, rows, row_sums)
+        return torch.cat([row_sums, magnitude.sum(dim=0)]) > 0
+
+    def exact(
+        self, W: torch.Tensor, GW: torch.Tensor, structured: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> float:
+        """The exact objective less yy/2 of an iterate whose ``rows`` (all if None) are W and the others zero,
+        given GW = (G @ W)[rows] and, if known, the value of Ω's structured part."""
+        if rows is not None and rows is not self._rows:  # the working rows change rarely: gather B's once,
+            self._rows, self._B_rows = rows, self.B[rows]  # in W's layout (primal-dual passes Wᵀ's view)
+            if not W.is_contiguous():
+                self._B_rows = self._B_rows.T.contiguous().T
+        B = self.B if rows is None else self._B_rows
+        loss = (W * (0.5 * GW - B)).sum()
         penalty = self.penalty.value(W) if structured is None else self.penalty.l1_value(W) + structured
         return float(loss + penalty)
 
@@ -171,12 +193,15 @@ class _Tracker:
         """The exact objectives of the trace (which holds them less the constant yy/2)."""
         return [F + self.yy / 2 for F in self.trace]
 
-    def record(self, W: torch.Tensor, GW: torch.Tensor, structured: torch.Tensor | None = None) -> float:
-        F = self.exact(W, GW, structured)
+    def record(
+        self, W: torch.Tensor, GW: torch.Tensor, structured: torch.Tensor | None = None, rows: torch.Tensor | None = None
+    ) -> float:
+        """Add an iterate (its ``rows``, all if None; the others zero) to the trace; returns its objective."""
+        F = self.exact(W, GW, structured, rows)
         self.trace.append(F)
         if F < self.best_F:
-            self.best_W, self.best_F = W, F
-        self.patterns.append(self._pattern(W))
+            self.best, self.best_F = (rows, W), F
+        self.patterns.append(self._pattern(W, rows))
         return F
 
     def stalled(self, since: int, tol: float, primal_dual: bool = False) -> bool:
@@ -227,52 +252,74 @@ def _spg(G, B, penalty, W, GW, tracker, g_norm, mu, max_iter, tol) -> bool:
 
 
 class _WorkingRows:
-    """The rows of W a primal-dual solve has touched, with their dual columns, kept contiguous.
+    """The rows of W a primal-dual solve iterates on, with everything a step needs about them, contiguous.
 
-    K acts row by row (``penalties``): a row of W that is and stays zero leaves its dual column, and its row
-    of Kᵀ(A), where they are. So the solver iterates on the rows non-zero in the iterate or recently
-    only: their dual columns A_w (m, w), K(W_w) (m, w) and G's columns G_w (p, w), contiguous, so that one
-    step is a few dense operations on (m, w) and one (p, w) × (w, q) product. A row that becomes non-zero
-    joins; every PD_ADAPT_EVERY iterations the rows zero in the current iterate leave when they are a fifth
-    of the set (``shrink``). Early iterations of a solve warm-started far from its λ are often dense, and the
-    set would otherwise stay at their size.
+    K acts row by row (``penalties``), and so do the prox and Ω: a row of W that is zero and that the prox step
+    keeps at zero leaves its dual column A_i and its row of Kᵀ(A) where they are. So the solver iterates on
+    the rows non-zero in the iterate or recently only, held transposed so that K and Kᵀ need no transpose:
+    Wᵀ_w, Bᵀ_w, (GW)ᵀ_w and Kᵀ(A_w)ᵀ (q, w), the dual columns A_w and K(W_w) (m, w), and G_ww (w, w). A step
+    costs one (q, w) × (w, w) product and a few operations on (m, w): a fraction of the whole on the sparse
+    solutions the λ search looks for. Every CHECK_EVERY iterations, and before the solve stops, the gradient at
+    the rows outside (one (p − w, w) × (w, q) product) says which of them the prox would make non-zero: they
+    join (``violators``, ``join``). Every PD_ADAPT_EVERY iterations the rows zero in the iterate leave
+    (``shrink``): early iterations of a solve warm-started far from its λ are often dense.
     """
 
-    def __init__(self, G: torch.Tensor, penalty: Penalty, W: torch.Tensor, A: torch.Tensor):
-        self.G, self.penalty, self.A = G, penalty, A
-        self.rows = torch.zeros(0, dtype=torch.long, device=W.device)
-        self.A_w = A[:, :0]
-        self.KW_w = A[:, :0]
-        self.G_w = G[:, :0]
+    def __init__(self, G: torch.Tensor, B: torch.Tensor, penalty: Penalty, W: torch.Tensor, A: torch.Tensor):
+        self.G, self.B, self.penalty, self.A = G, B, penalty, A
+        self.adjoint_A = penalty.adjoint(A).contiguous()  # (p, q) Kᵀ(A), current on the rows outside the set
         self.outside_sq = float(A.square().sum())  # ‖A‖² over the columns outside the set
+        self.rows = torch.zeros(0, dtype=torch.long, device=W.device)
+        self.Wt = self.Bt = self.adjoint_t = self.GWt = W.new_zeros((W.shape[1], 0))
+        self.A_w = self.KW_w = A[:, :0]
+        self.G_ww = G[:0, :0]
         self.join(torch.nonzero((W != 0).any(dim=1)).flatten(), W)
 
-    def join(self, new_rows: torch.Tensor, W: torch.Tensor) -> None:
-        """Add ``new_rows`` (not yet in the set) of the current iterate W."""
+    def join(self, new_rows: torch.Tensor, W: torch.Tensor | None = None) -> None:
+        """Add ``new_rows`` (not yet in the set) with their values in the full iterate W (zero if None)."""
         if len(new_rows) == 0:
             return
+        Wt_new = self.Wt.new_zeros((self.B.shape[1], len(new_rows))) if W is None else W[new_rows].T
         A_new = self.A[:, new_rows]
         self.outside_sq -= float(A_new.square().sum())
         self.rows = torch.cat([self.rows, new_rows])
+        self.Wt = torch.cat([self.Wt, Wt_new], dim=1)
+        self.Bt = self.B[self.rows].T.contiguous()
         self.A_w = torch.cat([self.A_w, A_new], dim=1)
-        self.KW_w = torch.cat([self.KW_w, self.penalty.operator(W[new_rows])], dim=1)
-        self.G_w = self.G[:, self.rows].contiguous()
+        self.KW_w = torch.cat([self.KW_w, self.penalty.operator_t(Wt_new.contiguous())], dim=1)
+        self.adjoint_t = torch.cat([self.adjoint_t, self.adjoint_A[new_rows].T], dim=1)
+        self.G_ww = self.G[self.rows][:, self.rows]
+        self.GWt = self.Wt @ self.G_ww
 
-    def shrink(self, W: torch.Tensor) -> None:
-        """Drop the rows that are zero in the current iterate W when they are a fifth of the set or more.
+    def violators(self, tau: float) -> torch.Tensor:
+        """The rows outside the set that a prox step of size tau from the current iterate makes non-zero."""
+        outside = torch.ones(self.B.shape[0], dtype=torch.bool, device=self.rows.device)
+        outside[self.rows] = False
+        rows = torch.nonzero(outside).flatten()
+        if len(rows) == 0:
+            return rows
+        gradient = self.G[rows][:, self.rows] @ self.Wt.T - self.B[rows] + self.adjoint_A[rows]
+        step = self.penalty.prox(gradient.mul_(-tau), tau)
+        return rows[(step != 0).any(dim=1)]
 
-        Exact: a row that is zero in W and in the next iterate leaves its dual column where it is, and a row
-        that becomes non-zero again joins again, with the dual column it left behind.
+    def shrink(self) -> None:
+        """Drop the rows that are zero in the iterate.
+
+        Exact: a row that is zero in the iterate and in the next leaves its dual column and its row of Kᵀ(A)
+        where they are, and one that the prox makes non-zero again joins again with them. (GW)ᵀ_w keeps its
+        columns of the rows that stay: the rows that leave are zero.
         """
-        live = (W[self.rows] != 0).any(dim=1)
-        if int(live.sum()) > 0.8 * len(self.rows):
+        live = (self.Wt != 0).any(dim=0)
+        if bool(live.all()):
             return
-        self.full_dual()
+        dead = self.rows[~live]
+        self.A.index_copy_(1, dead, self.A_w[:, ~live])
+        self.adjoint_A.index_copy_(0, dead, self.adjoint_t[:, ~live].T)
         self.outside_sq += float(self.A_w[:, ~live].square().sum())
         self.rows = self.rows[live]
-        self.A_w = self.A_w[:, live].contiguous()
-        self.KW_w = self.KW_w[:, live].contiguous()
-        self.G_w = self.G[:, self.rows].contiguous()
+        self.Wt, self.Bt, self.GWt, self.adjoint_t = (t[:, live].contiguous() for t in (self.Wt, self.Bt, self.GWt, self.adjoint_t))
+        self.A_w, self.KW_w = self.A_w[:, live].contiguous(), self.KW_w[:, live].contiguous()
+        self.G_ww = self.G_ww[live][:, live]
 
     def dual_norm(self) -> float:
         """‖A‖ over all columns."""
@@ -293,39 +340,39 @@ def _step_ratio(W: torch.Tensor, a_norm: float, current: float | None) -> float:
     return ratio if current is None else min(max(ratio, current / 2), current * 2)
 
 
-def _primal_dual(G, B, penalty, W, GW, A, tracker, g_norm, max_iter, tol) -> tuple[bool, torch.Tensor]:
+def _primal_dual(G, B, penalty, W, A, tracker, g_norm, max_iter, tol) -> tuple[bool, torch.Tensor]:
     """Condat–Vũ iterations with balanced steps; returns (converged, last dual).
 
     Steps σ = ρ/‖K‖ and τ = 0.99/(λ_max(G)/2 + ρ‖K‖), so τ(λ_max(G)/2 + σ‖K‖²) < 1 as convergence needs.
     ρ tracks the scale ratio of dual and primal iterates (it balances their progress) every
-    PD_ADAPT_EVERY iterations during the first PD_ADAPT_UNTIL, then stays fixed. Beyond the prox, a step
-    works on the working rows of W only (``_WorkingRows``): the same iterates, at a fraction of the
-    cost on the sparse solutions the λ search looks for.
+    PD_ADAPT_EVERY iterations during the first PD_ADAPT_UNTIL, then stays fixed. A step works on the working
+    rows of W only (``_WorkingRows``); the solve stops when the stopping rule holds and no row outside them
+    would become non-zero.
     """
     k_norm = math.sqrt(penalty.operator_norm_sq())
-    adjoint_A = penalty.adjoint(A).contiguous()  # (p, q)
-    work = _WorkingRows(G, penalty, W, A)
-    ratio = _step_ratio(W, work.dual_norm(), None)
+    work = _WorkingRows(G, B, penalty, W, A)
+    ratio = _step_ratio(work.Wt, work.dual_norm(), None)
     for iteration in range(max_iter - len(tracker.trace)):
         if iteration and iteration % PD_ADAPT_EVERY == 0 and iteration <= PD_ADAPT_UNTIL:
-            ratio = _step_ratio(W, work.dual_norm(), ratio)
+            ratio = _step_ratio(work.Wt, work.dual_norm(), ratio)
         if iteration % PD_ADAPT_EVERY == 0:
-            work.shrink(W)
+            work.shrink()
         sigma = ratio / k_norm
         tau = 0.99 / (g_norm / 2 + ratio * k_norm)
-        W_new = penalty.prox(W - tau * (GW - B + adjoint_A), tau)
-        outside = (W_new != 0).any(dim=1)
-        outside[work.rows] = False
-        work.join(torch.nonzero(outside).flatten(), W)
-        W_new_w = W_new[work.rows]
-        KW_new = penalty.operator(W_new_w)  # (m, w)
+        if iteration % CHECK_EVERY == 0:
+            work.join(work.violators(tau))
+        step_t = (work.GWt - work.Bt).add_(work.adjoint_t).mul_(-tau).add_(work.Wt)
+        Wt_new = penalty.prox(step_t.T, tau).T.contiguous()  # (q, w)
+        KW_new = penalty.operator_t(Wt_new)  # (m, w)
         work.A_w = penalty.project_dual(work.A_w.add_(KW_new, alpha=2 * sigma).sub_(work.KW_w, alpha=sigma))
-        work.KW_w = KW_new
-        adjoint_A[work.rows] = penalty.adjoint(work.A_w)
-        W, GW = W_new, work.G_w @ W_new_w
-        tracker.record(W, GW, penalty.operator_value(KW_new))
+        work.KW_w, work.adjoint_t = KW_new, penalty.adjoint_t(work.A_w)
+        work.Wt, work.GWt = Wt_new, Wt_new @ work.G_ww
+        tracker.record(Wt_new.T, work.GWt.T, penalty.operator_value(KW_new), work.rows)
         if tracker.stalled(0, tol, primal_dual=True):
-            return True, work.full_dual()
+            joining = work.violators(tau)
+            if len(joining) == 0:
+                return True, work.full_dual()
+            work.join(joining)
     return False, work.full_dual()
 
 
@@ -353,7 +400,7 @@ def _drop_negligible_rows(G, B, penalty, tracker) -> None:
         if change < 0:
             dropped = tracker.best_W.clone()
             dropped[D] = 0
-            tracker.best_W, tracker.best_F = dropped, tracker.best_F + float(change)
+            tracker.best, tracker.best_F = (None, dropped), tracker.best_F + float(change)
             tracker.trace.append(tracker.best_F)
             return
 
@@ -407,7 +454,7 @@ def fit_gram(
     tracker = _Tracker(B, yy, penalty, W, GW)
     if penalty.has_operator and solver in ("auto", "primal_dual"):
         A = torch.zeros_like(penalty.operator(W)) if dual0 is None else penalty.project_dual(dual0.to(B))
-        converged, A = _primal_dual(G, B, penalty, W, GW, A, tracker, g_norm, max_iter, tol)
+        converged, A = _primal_dual(G, B, penalty, W, A, tracker, g_norm, max_iter, tol)
         _drop_negligible_rows(G, B, penalty, tracker)
         return FitResult(tracker.best_W, tracker.objectives(), len(tracker.trace), converged, "primal_dual", 0.0, A)
     if mu is None:
