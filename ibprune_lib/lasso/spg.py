@@ -140,6 +140,13 @@ def default_mu(yy: float, penalty: Penalty, p: int, q: int) -> float:
     return MU_RELATIVE * max(yy, 1e-12) * q / terms
 
 
+def _inner(X: torch.Tensor, Y: torch.Tensor) -> torch.Tensor:
+    """⟨X, Y⟩ of two (p, q) tensors, without a copy when both are contiguous or both transposed views."""
+    if not X.is_contiguous():
+        X, Y = X.T, Y.T
+    return torch.dot(X.reshape(-1), Y.reshape(-1))
+
+
 class _Tracker:
     """Exact objective trace, best iterate, and the stopping test.
 
@@ -185,7 +192,7 @@ class _Tracker:
             if not W.is_contiguous():
                 self._B_rows = self._B_rows.T.contiguous().T
         B = self.B if rows is None else self._B_rows
-        loss = (W * (0.5 * GW - B)).sum()
+        loss = 0.5 * _inner(W, GW) - _inner(W, B)
         penalty = self.penalty.value(W) if structured is None else self.penalty.l1_value(W) + structured
         return float(loss + penalty)
 
