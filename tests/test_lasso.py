@@ -257,7 +257,8 @@ def test_working_rows_that_leave_keep_their_dual_for_when_they_return():
     work.Wt[:, 1:5] = 0
     work.shrink()
     assert work.rows.tolist() == [0, 5] and torch.equal(work.G_ww, G[[0, 5]][:, [0, 5]])
-    assert torch.equal(work.Bt, B[[0, 5]].T) and torch.equal(work.GWt, (G @ torch.ones(6, 3, dtype=torch.float64))[[0, 5]].T)
+    assert torch.equal(work.Bt, B[[0, 5]].T)
+    assert torch.equal(work.GWt, (G @ torch.ones(6, 3, dtype=torch.float64))[[0, 5]].T)
     assert work.dual_norm() == pytest.approx(float((0.5 * A).norm()))
     work.join(torch.tensor([3]))
     assert torch.equal(work.full_dual(), 0.5 * A)

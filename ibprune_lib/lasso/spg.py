@@ -183,7 +183,8 @@ class _Tracker:
         return torch.cat([row_sums, magnitude.sum(dim=0)]) > 0
 
     def exact(
-        self, W: torch.Tensor, GW: torch.Tensor, structured: torch.Tensor | None = None, rows: torch.Tensor | None = None
+        self, W: torch.Tensor, GW: torch.Tensor, structured: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
     ) -> float:
         """The exact objective less yy/2 of an iterate whose ``rows`` (all if None) are W and the others zero,
         given GW = (G @ W)[rows] and, if known, the value of Ω's structured part."""
@@ -201,7 +202,8 @@ class _Tracker:
         return [F + self.yy / 2 for F in self.trace]
 
     def record(
-        self, W: torch.Tensor, GW: torch.Tensor, structured: torch.Tensor | None = None, rows: torch.Tensor | None = None
+        self, W: torch.Tensor, GW: torch.Tensor, structured: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
     ) -> float:
         """Add an iterate (its ``rows``, all if None; the others zero) to the trace; returns its objective."""
         F = self.exact(W, GW, structured, rows)
@@ -324,7 +326,9 @@ class _WorkingRows:
         self.adjoint_A.index_copy_(0, dead, self.adjoint_t[:, ~live].T)
         self.outside_sq += float(self.A_w[:, ~live].square().sum())
         self.rows = self.rows[live]
-        self.Wt, self.Bt, self.GWt, self.adjoint_t = (t[:, live].contiguous() for t in (self.Wt, self.Bt, self.GWt, self.adjoint_t))
+        self.Wt, self.Bt, self.GWt, self.adjoint_t = (
+            t[:, live].contiguous() for t in (self.Wt, self.Bt, self.GWt, self.adjoint_t)
+        )
         self.A_w, self.KW_w = self.A_w[:, live].contiguous(), self.KW_w[:, live].contiguous()
         self.G_ww = self.G_ww[live][:, live]
 
