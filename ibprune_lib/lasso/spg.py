@@ -158,7 +158,6 @@ class _Tracker:
 
     def __init__(self, B: torch.Tensor, yy: float, penalty: Penalty, W: torch.Tensor, GW: torch.Tensor):
         self.B, self.yy, self.penalty = B, yy, penalty
-        self._rows: torch.Tensor | None = None
         self.trace: list[float] = []
         self.best_F = self.exact(W, GW)
         self.best: tuple[torch.Tensor | None, torch.Tensor] = (None, W)  # (rows or None for all of them, values)
@@ -184,16 +183,12 @@ class _Tracker:
 
     def exact(
         self, W: torch.Tensor, GW: torch.Tensor, structured: torch.Tensor | None = None,
-        rows: torch.Tensor | None = None,
+        B_rows: torch.Tensor | None = None,
     ) -> float:
-        """The exact objective less yy/2 of an iterate whose ``rows`` (all if None) are W and the others zero,
-        given GW = (G @ W)[rows] and, if known, the value of Ω's structured part."""
-        if rows is not None and rows is not self._rows:  # the working rows change rarely: gather B's once,
-            self._rows, self._B_rows = rows, self.B[rows]  # in W's layout (primal-dual passes Wᵀ's view)
-            if not W.is_contiguous():
-                self._B_rows = self._B_rows.T.contiguous().T
-        B = self.B if rows is None else self._B_rows
-        loss = 0.5 * _inner(W, GW) - _inner(W, B)
+        """The exact objective less yy/2 of an iterate that is W on some rows and zero on the others, given
+        GW = (G @ W) and B_rows = B on those rows (None: W has every row) and, if known, the value of Ω's
+        structured part."""
+        loss = 0.5 * _inner(W, GW) - _inner(W, self.B if B_rows is None else B_rows)
         penalty = self.penalty.value(W) if structured is None else self.penalty.l1_value(W) + structured
         return float(loss + penalty)
 
@@ -203,10 +198,11 @@ class _Tracker:
 
     def record(
         self, W: torch.Tensor, GW: torch.Tensor, structured: torch.Tensor | None = None,
-        rows: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None, B_rows: torch.Tensor | None = None,
     ) -> float:
-        """Add an iterate (its ``rows``, all if None; the others zero) to the trace; returns its objective."""
-        F = self.exact(W, GW, structured, rows)
+        """Add an iterate (W on its ``rows``, all if None; the others zero) to the trace; returns its objective.
+        B_rows is B on those rows, in W's layout."""
+        F = self.exact(W, GW, structured, B_rows)
         self.trace.append(F)
         if F < self.best_F:
             self.best, self.best_F = (rows, W), F
@@ -378,7 +374,7 @@ def _primal_dual(G, B, penalty, W, A, tracker, g_norm, max_iter, tol) -> tuple[b
         work.A_w = penalty.project_dual(work.A_w.add_(KW_new, alpha=2 * sigma).sub_(work.KW_w, alpha=sigma))
         work.KW_w, work.adjoint_t = KW_new, penalty.adjoint_t(work.A_w)
         work.Wt, work.GWt = Wt_new, Wt_new @ work.G_ww
-        tracker.record(Wt_new.T, work.GWt.T, penalty.operator_value(KW_new), work.rows)
+        tracker.record(Wt_new.T, work.GWt.T, penalty.operator_value(KW_new), work.rows, work.Bt.T)
         if tracker.stalled(0, tol, primal_dual=True):
             joining = work.violators(tau)
             if len(joining) == 0:
