@@ -3,7 +3,7 @@
 ``prune`` itself on the committed networks (``experiments/table1.py``: VGG-16 at 15% of the parameters kept,
 ResNet-56 at 47% of the FLOPs, the first four prunable layers whole), one calibration batch of 128 CIFAR-10
 training images (seed 0), Laplacian kernel, adaptive λ. Writes ``results/select_table1_<model>.json``: per
-method the selection seconds and per layer the channels kept, λ, solves and seconds. Run it on a quiet
+method the selection seconds and per layer the channels kept, λ, solves, solver iterations and seconds. Run it on a quiet
 machine (pause the grid: ``kill -STOP``/``-CONT``); the JSON records the threads.
 
     python benchmarks/bench_select_table1.py --models vgg16 resnet56 --methods sglp stlp
@@ -46,7 +46,7 @@ def main() -> None:
             methods[method] = {
                 "selection_seconds": round(report["seconds"]["selection"], 2),
                 "layers": [
-                    {key: layer[key] for key in ("name", "channels", "kept", "lam", "n_solves")}
+                    {key: layer[key] for key in ("name", "channels", "kept", "lam", "n_solves", "n_iter")}
                     | {"seconds": round(layer["seconds"], 3)}
                     for layer in report["layers"]
                 ],

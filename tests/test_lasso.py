@@ -138,6 +138,40 @@ def test_the_value_of_the_structured_part_from_the_operator_is_the_penaltys(name
     assert float(from_operator) == pytest.approx(float(penalty.structured_value(W)), rel=1e-12)
 
 
+@pytest.mark.parametrize("name", ["graph", "tree"])
+def test_the_in_place_and_buffered_operator_forms_match_the_plain_ones(name):
+    X, Y = regression(4)
+    penalty = penalties(X, Y)[name]
+    if name == "tree":
+        penalty = TreeLasso(penalty.lam, penalty.tree, exact_prox=False)
+    Wt = torch.randn(Y.shape[1], X.shape[1], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    KW = penalty.operator_t(Wt)
+    buffer = torch.full_like(KW, float("nan"))  # whatever the buffer held must not leak into the result
+    assert penalty.operator_t(Wt, out=buffer) is buffer and torch.equal(buffer, KW)
+    scratch = torch.full_like(KW, float("nan"))
+    assert float(penalty.operator_value(KW, scratch=scratch)) == pytest.approx(float(penalty.operator_value(KW)))
+    A = 3 * KW
+    projected = penalty.project_dual(A)
+    assert penalty.project_dual_(A) is A and torch.allclose(A, projected) and not torch.equal(A, 3 * KW)
+
+
+def test_the_working_rows_step_bound_is_at_least_their_largest_eigenvalue_and_at_most_the_whole_ones():
+    X, Y = regression(15, n=200, p=40, q=12, noise=0.3)
+    X = X + 2 * torch.randn(200, 1, generator=torch.Generator().manual_seed(2), dtype=X.dtype)  # one dominant mode
+    X, Y = X / X.norm(dim=0), Y / Y.norm(dim=0)
+    G, B = X.T @ X, X.T @ Y
+    g_max = float(torch.linalg.eigvalsh(G)[-1])
+    penalty = GraphLasso(0.05, 0.05, pearson_graph(Y, 0.3))
+    W = torch.zeros(40, 12, dtype=G.dtype)
+    W[::3] = 1.0
+    work = _WorkingRows(G, B, penalty, W, penalty.project_dual(penalty.operator(W)), g_max)
+    exact = float(torch.linalg.eigvalsh(G[::3, ::3])[-1])
+    assert exact <= work.g_norm <= exact * 1.01 and work.g_norm < 0.5 * g_max
+    work.Wt[:, 1:] = 0
+    work.shrink()  # one row left: its diagonal entry
+    assert work.g_norm == pytest.approx(float(G[0, 0]), rel=1e-6)
+
+
 def test_nonnegative_lasso_matches_cvxpy():
     X, Y = regression(3)
     penalty = L1(0.2 * float((X.T @ Y).abs().max()), nonnegative=True)
@@ -251,7 +285,7 @@ def test_working_rows_that_leave_keep_their_dual_for_when_they_return():
     B = torch.rand(6, 3, generator=g, dtype=torch.float64)
     penalty = GraphLasso(0.1, 0.1, Graph(torch.tensor([[0, 1], [1, 2], [0, 2]]), torch.tensor([0.9, -0.8, 0.7]), 3))
     W = torch.ones(6, 3, dtype=torch.float64)
-    work = _WorkingRows(G, B, penalty, W, A.clone())
+    work = _WorkingRows(G, B, penalty, W, A.clone(), g_max=1.0)
     work.A_w.mul_(0.5)  # the solve moves the duals of its rows, and Kᵀ(A) with them
     work.adjoint_t = penalty.adjoint_t(work.A_w)
     work.Wt[:, 1:5] = 0
@@ -274,7 +308,7 @@ def test_the_rows_outside_the_working_set_that_a_step_makes_non_zero_are_the_one
     g = torch.Generator().manual_seed(1)
     W = torch.randn(40, 12, generator=g, dtype=G.dtype) * (torch.rand(40, 1, generator=g) < 0.3)
     A = penalty.project_dual(torch.randn(penalty.operator(W).shape, generator=g, dtype=G.dtype))
-    work, tau = _WorkingRows(G, B, penalty, W, A.clone()), 0.01
+    work, tau = _WorkingRows(G, B, penalty, W, A.clone(), float(torch.linalg.eigvalsh(G)[-1])), 0.01
     full_step = penalty.prox(W - tau * (G @ W - B + penalty.adjoint(A)), tau)
     expected = [i for i in range(40) if i not in work.rows.tolist() and bool((full_step[i] != 0).any())]
     assert expected and sorted(work.violators(tau).tolist()) == expected

@@ -39,6 +39,13 @@ def _sparse_csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, sh
         return coo.to(device=like.device, dtype=like.dtype).to_sparse_csr()
 
 
+def _sparse_times(C: torch.Tensor, X: torch.Tensor, scale: float, out: torch.Tensor | None) -> torch.Tensor:
+    """scale · C @ X for a sparse C, into ``out`` (allocated if None)."""
+    if out is None:
+        out = X.new_empty((C.shape[0], X.shape[1]))
+    return torch.addmm(out, C, X, beta=0, alpha=scale, out=out)
+
+
 def _nonzero_rows(W: torch.Tensor) -> torch.Tensor:
     """W's rows with a non-zero entry, as a (a, q) tensor (structured parts vanish on zero rows)."""
     return W[(W != 0).any(dim=1)]
@@ -99,9 +106,10 @@ class Penalty(ABC):
         """Whether Ω_s is non-trivial (the solver must smooth it or carry its dual)."""
         return False
 
-    def operator_t(self, Wt: torch.Tensor) -> torch.Tensor:
+    def operator_t(self, Wt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """K(W) = C Wᵀ, an (m, p) tensor, from Wᵀ (q, p): the structure matrix C (m, q) applied to every row
-        of W. The primal-dual solver holds Wᵀ, so that neither K nor Kᵀ needs a transpose."""
+        of W. The primal-dual solver holds Wᵀ, so that neither K nor Kᵀ needs a transpose; it passes an (m, p)
+        buffer ``out`` to write into (its iterations would otherwise allocate megabytes each)."""
         raise NotImplementedError(f"{type(self).__name__} has no structured operator")
 
     def adjoint_t(self, A: torch.Tensor) -> torch.Tensor:
@@ -120,8 +128,13 @@ class Penalty(ABC):
         """Euclidean projection of an (m, p) dual onto Q, column by column."""
         raise NotImplementedError(f"{type(self).__name__} has no structured operator")
 
-    def operator_value(self, KW: torch.Tensor) -> torch.Tensor:
-        """Ω_s from K(W) (m, w) of some rows of W: the support function of Q at K(W), a 0-d tensor."""
+    def project_dual_(self, A: torch.Tensor) -> torch.Tensor:
+        """``project_dual`` in place; returns A."""
+        return A.copy_(self.project_dual(A))
+
+    def operator_value(self, KW: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+        """Ω_s from K(W) (m, w) of some rows of W: the support function of Q at K(W), a 0-d tensor. ``scratch``,
+        a buffer shaped like KW, may be overwritten instead of allocating one."""
         raise NotImplementedError(f"{type(self).__name__} has no structured operator")
 
     def l1_value(self, W: torch.Tensor) -> torch.Tensor:
@@ -222,8 +235,8 @@ class GraphLasso(Penalty):
     def has_operator(self) -> bool:
         return self.graph.n_edges > 0 and self.gamma > 0
 
-    def operator_t(self, Wt: torch.Tensor) -> torch.Tensor:
-        return (self._matrices(Wt)[0] @ Wt).mul_(self.gamma)
+    def operator_t(self, Wt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return _sparse_times(self._matrices(Wt)[0], Wt, self.gamma, out)
 
     def adjoint_t(self, A: torch.Tensor) -> torch.Tensor:
         return (self._matrices(A)[1] @ A).mul_(self.gamma)
@@ -231,8 +244,11 @@ class GraphLasso(Penalty):
     def project_dual(self, A: torch.Tensor) -> torch.Tensor:
         return A.clamp(-1.0, 1.0)
 
-    def operator_value(self, KW: torch.Tensor) -> torch.Tensor:
-        return KW.abs().sum()  # Q is the box [-1, 1]: its support function is the ℓ1 norm
+    def project_dual_(self, A: torch.Tensor) -> torch.Tensor:
+        return A.clamp_(-1.0, 1.0)
+
+    def operator_value(self, KW: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.abs(KW, out=scratch).sum()  # Q is the box [-1, 1]: its support function is the ℓ1 norm
 
     def structured_row_values(self, W: torch.Tensor) -> torch.Tensor:
         if not self.has_operator:
@@ -411,8 +427,8 @@ class TreeLasso(Penalty):
     def has_operator(self) -> bool:
         return not self.exact_prox and self._n_internal > 0
 
-    def operator_t(self, Wt: torch.Tensor) -> torch.Tensor:
-        return (self._like(Wt)["K"] @ Wt).mul_(self.lam)
+    def operator_t(self, Wt: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        return _sparse_times(self._like(Wt)["K"], Wt, self.lam, out)
 
     def adjoint_t(self, A: torch.Tensor) -> torch.Tensor:
         return (self._like(A)["Kt"] @ A).mul_(self.lam)
@@ -422,8 +438,14 @@ class TreeLasso(Penalty):
         norms = (ops["S"] @ A.square()).sqrt()
         return A / norms.clamp_min(1.0)[ops["pair_node"]]
 
-    def operator_value(self, KW: torch.Tensor) -> torch.Tensor:
-        return (self._like(KW)["S"] @ KW.square()).sqrt().sum()  # Q is a unit ball per group: Σ group norms
+    def project_dual_(self, A: torch.Tensor) -> torch.Tensor:
+        ops = self._like(A)
+        norms = (ops["S"] @ A.square()).sqrt()
+        return A.div_(norms.clamp_min(1.0)[ops["pair_node"]])
+
+    def operator_value(self, KW: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+        # Q is a unit ball per group: Σ group norms
+        return (self._like(KW)["S"] @ torch.square(KW, out=scratch)).sqrt().sum()
 
     def operator_norm_sq(self) -> float:
         return self._norm_sq if self.has_operator else 0.0

@@ -86,13 +86,15 @@ def _layer_record(layer, k: int, selection) -> dict:
         "kept_indices": selection.kept.tolist(),
         "lam": diagnostics.get("lam"),
         "n_solves": diagnostics.get("n_solves"),
+        "n_iter": diagnostics.get("n_iter"),
         "seconds": diagnostics.get("seconds"),
     }
 
 
 def _whole_record(layer: PrunableLayer) -> dict:
     return {"name": layer.name, "channels": layer.channels, "kept": layer.channels,
-            "kept_indices": list(range(layer.channels)), "lam": None, "n_solves": None, "seconds": 0.0}
+            "kept_indices": list(range(layer.channels)), "lam": None, "n_solves": None, "n_iter": None,
+            "seconds": 0.0}
 
 
 def _select_all(criterion: Criterion, model, images, layers, keep, progress: bool) -> tuple[list[dict], dict]:
