@@ -290,7 +290,7 @@ class _WorkingRows:
         self.A_w = self.KW_w = self.spare = A[:, :0]
         self.G_cols, self.G_ww = G[:, :0], G[:0, :0]
         self.top = torch.ones(G.shape[0], dtype=G.dtype, device=G.device)  # G's top eigenvector, roughly
-        self.g_norm = 0.0
+        self.g_norm = g_max
         self.join(torch.nonzero((W != 0).any(dim=1)).flatten(), W)
 
     def join(self, new_rows: torch.Tensor, W: torch.Tensor | None = None) -> None:
@@ -392,9 +392,9 @@ def _primal_dual(G, B, penalty, W, A, tracker, g_norm, max_iter, tol) -> tuple[b
     Steps σ = ρ/‖K‖ and τ = 0.99/(L/2 + ρ‖K‖), so τ(L/2 + σ‖K‖²) < 1 as convergence needs, with L the
     Lipschitz constant of the gradient on the rows the iterations move: λ_max(G_ww) of the working rows, not
     λ_max(G). The Gram matrices here have one dominant eigenvalue that grows with the number of channels
-    (VGG-16's conv10: 139 against 19.5 next), so on a third of the rows L is about a third of λ_max(G) and τ a
-    third longer (measured on VGG-16: ρ‖K‖ ≈ 100–120 against L/2 ≈ 70 before); the working
-    rows change rarely late in a solve, so the steps settle like ρ's. ρ tracks the scale ratio of dual and primal iterates (it balances their progress) every
+    (VGG-16's conv10: 139 against 19.5 next), so on a third of the rows L is about a third of λ_max(G) and, with
+    ρ‖K‖ ≈ 100–120 there, τ about a third longer. The working rows change rarely late in a solve, so the steps
+    settle like ρ, which tracks the scale ratio of dual and primal iterates (it balances their progress) every
     PD_ADAPT_EVERY iterations during the first PD_ADAPT_UNTIL, then stays fixed. A step works on the working
     rows of W only (``_WorkingRows``); the solve stops when the stopping rule holds and no row outside them
     would become non-zero.
