@@ -314,6 +314,22 @@ def test_the_rows_outside_the_working_set_that_a_step_makes_non_zero_are_the_one
     assert expected and sorted(work.violators(tau).tolist()) == expected
 
 
+def test_a_zero_row_whose_dual_column_can_hold_it_is_certified_and_one_whose_cannot_joins():
+    lam, gamma = 0.1, 0.2
+    penalty = GraphLasso(lam, gamma, Graph(torch.tensor([[0, 1]]), torch.tensor([1.0]), 2))
+    # gradient at W = 0 is −B; row 0 needs a = −0.5 on the edge (inside [−1, 1]), row 1 needs a = −2 (outside)
+    B = -torch.tensor([[lam + 0.5 * gamma, -(lam + 0.5 * gamma)], [lam + 2 * gamma, -(lam + 2 * gamma)]])
+    B = B.double()
+    G = torch.eye(2, dtype=torch.float64)
+    A = torch.zeros(1, 2, dtype=torch.float64)
+    work = _WorkingRows(G, B, penalty, torch.zeros(2, 2, dtype=torch.float64), A, g_max=1.0)
+    assert work.violators(0.01).tolist() == [0, 1]  # with their dual columns at zero both would move
+    assert work.violators(0.01, certify=True).tolist() == [1]
+    assert float(work.A[0, 0]) == pytest.approx(-0.5) and float(work.A[0, 1]) == -1.0  # kept in Q
+    assert torch.allclose(work.adjoint_A, penalty.adjoint(work.A))
+    assert work.dual_norm() == pytest.approx(float(work.A.norm()))
+
+
 def test_path_step_halves_while_the_count_stays_then_extrapolates_within_bounds():
     assert path_step(1.0, 0, None, 10) == 0.5
     assert path_step(0.5, 3, (1.0, 3), 10) == 0.25  # the same count: halve

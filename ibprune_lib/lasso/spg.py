@@ -60,6 +60,12 @@ POWER_RESIDUAL = 0.01
 """Primal-dual's step uses λ_max(G_ww) of its working rows, estimated by 8 power iterations whenever the rows
 change; λ_max(G) instead when the estimate's residual exceeds 1 % of it (``_WorkingRows.update_g_norm``)."""
 
+CERTIFY_ITERS = 30
+"""A primal-dual solve starts by looking for dual columns that keep the zero rows of its warm start at zero
+(30 projected-gradient steps at most, ``_WorkingRows.certify``): rows whose columns never moved (they were
+never non-zero) would otherwise all join at a lower λ, and the first hundreds of iterations would run on
+nearly every row."""
+
 PD_BALANCE = 2.0
 PD_ADAPT_EVERY = 20
 PD_ADAPT_UNTIL = 400
@@ -271,8 +277,9 @@ class _WorkingRows:
     costs one (q, w) × (w, w) product and a few operations on (m, w): a fraction of the whole on the sparse
     solutions the λ search looks for. Every CHECK_EVERY iterations, and before the solve stops, the gradient at
     the rows outside (one (p − w, w) × (w, q) product) says which of them the prox would make non-zero: they
-    join (``violators``, ``join``). Every PD_ADAPT_EVERY iterations the rows zero in the iterate leave
-    (``shrink``): early iterations of a solve warm-started far from its λ are often dense.
+    join (``violators``, ``join``); at a solve's first check, rows outside first get a chance to be certified at
+    zero by their own dual columns (``certify``). Every PD_ADAPT_EVERY iterations the rows zero in the iterate
+    leave (``shrink``): early iterations of a solve warm-started far from its λ are often dense.
 
     Buffers: G_cols = G[:, rows] (p, w) serves the gradient at the rows outside; ``spare`` (m, w) receives the
     next K(W_w), and the spent one becomes the next spare (allocating megabytes every iteration costs more
@@ -332,16 +339,47 @@ class _WorkingRows:
         residual = float((Gv - theta * v).norm())
         self.g_norm = min(theta + residual, self.g_max) if residual <= POWER_RESIDUAL * theta else self.g_max
 
-    def violators(self, tau: float) -> torch.Tensor:
-        """The rows outside the set that a prox step of size tau from the current iterate makes non-zero."""
+    def violators(self, tau: float, certify: bool = False) -> torch.Tensor:
+        """The rows outside the set that a prox step of size tau from the current iterate makes non-zero; with
+        ``certify``, those that ``certify`` cannot keep at zero."""
         outside = torch.ones(self.B.shape[0], dtype=torch.bool, device=self.rows.device)
         outside[self.rows] = False
         rows = torch.nonzero(outside).flatten()
         if len(rows) == 0:
             return rows
-        gradient = self.G_cols[rows] @ self.Wt.T - self.B[rows] + self.adjoint_A[rows]
-        step = self.penalty.prox(gradient.mul_(-tau), tau)
-        return rows[(step != 0).any(dim=1)]
+        gradient = self.G_cols[rows] @ self.Wt.T - self.B[rows]
+        step = self.penalty.prox((gradient + self.adjoint_A[rows]).mul_(-tau), tau)
+        moving = (step != 0).any(dim=1)
+        if certify and bool(moving.any()):
+            rows, gradient = rows[moving], gradient[moving]
+            moving = self.certify(rows, gradient.T.contiguous())
+        return rows[moving]
+
+    def certify(self, rows: torch.Tensor, gradient_t: torch.Tensor) -> torch.Tensor:
+        """Move the dual columns of zero rows towards certificates that keep them at zero; returns a mask of
+        the rows still without one.
+
+        Row i stays at zero exactly when r(g_i + Kᵀ(A)_i) = 0, r(v) = −prox(−v, 1) = v − proj_∂P(0)(v), and the
+        dual column A_i acts on row i alone. Up to CERTIFY_ITERS projected-gradient steps of size 1/‖K‖² on
+        ½‖r(g_i + Kᵀ(A)_i)‖² over A_i ∈ Q, with the gradient g (q, c) of the current iterate, move the columns;
+        they stay in Q, so the iterations go on from a valid dual either way.
+        """
+        A = self.A[:, rows]
+        before = float(A.square().sum())
+        step = 1.0 / self.penalty.operator_norm_sq()
+        for _ in range(CERTIFY_ITERS):
+            residual_t = -self.penalty.prox(-(gradient_t + self.penalty.adjoint_t(A)).T, 1.0).T  # (q, c)
+            moving = (residual_t != 0).any(dim=0)
+            if not bool(moving.any()):
+                break
+            self.penalty.project_dual_(A.sub_(self.penalty.operator_t(residual_t), alpha=step))
+        else:
+            residual_t = -self.penalty.prox(-(gradient_t + self.penalty.adjoint_t(A)).T, 1.0).T
+            moving = (residual_t != 0).any(dim=0)
+        self.A.index_copy_(1, rows, A)
+        self.adjoint_A.index_copy_(0, rows, self.penalty.adjoint_t(A).T)
+        self.outside_sq += float(A.square().sum()) - before
+        return moving
 
     def shrink(self) -> None:
         """Drop the rows that are zero in the iterate.
@@ -413,7 +451,7 @@ def _primal_dual(G, B, penalty, W, A, tracker, g_norm, max_iter, tol) -> tuple[b
             work.shrink()
         sigma = ratio / k_norm
         if iteration % CHECK_EVERY == 0:
-            work.join(work.violators(primal_step()))
+            work.join(work.violators(primal_step(), certify=iteration == 0))
         tau = primal_step()
         step_t = (work.GWt - work.Bt).add_(work.adjoint_t).mul_(-tau).add_(work.Wt)
         Wt_new = penalty.prox(step_t.T, tau).T.contiguous()  # (q, w)
