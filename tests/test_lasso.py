@@ -127,12 +127,17 @@ def test_primal_dual_on_the_smoothed_tree_reaches_the_cvxpy_optimum_and_traces_t
     assert min(result.objective_trace) == pytest.approx(best, rel=1e-9)
 
 
+def with_operator(penalty):
+    """The penalty with its structured part carried by an operator (the tree's internal groups by a dual)."""
+    if isinstance(penalty, TreeLasso):
+        return TreeLasso(penalty.lam, penalty.tree, exact_prox=False)
+    return penalty
+
+
 @pytest.mark.parametrize("name", ["graph", "tree"])
 def test_the_value_of_the_structured_part_from_the_operator_is_the_penaltys(name):
     X, Y = regression(3)
-    penalty = penalties(X, Y)[name]
-    if name == "tree":
-        penalty = TreeLasso(penalty.lam, penalty.tree, exact_prox=False)
+    penalty = with_operator(penalties(X, Y)[name])
     W = torch.randn(X.shape[1], Y.shape[1], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     from_operator = penalty.operator_value(penalty.operator(W))
     assert float(from_operator) == pytest.approx(float(penalty.structured_value(W)), rel=1e-12)
@@ -141,9 +146,7 @@ def test_the_value_of_the_structured_part_from_the_operator_is_the_penaltys(name
 @pytest.mark.parametrize("name", ["graph", "tree"])
 def test_the_in_place_and_buffered_operator_forms_match_the_plain_ones(name):
     X, Y = regression(4)
-    penalty = penalties(X, Y)[name]
-    if name == "tree":
-        penalty = TreeLasso(penalty.lam, penalty.tree, exact_prox=False)
+    penalty = with_operator(penalties(X, Y)[name])
     Wt = torch.randn(Y.shape[1], X.shape[1], generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     KW = penalty.operator_t(Wt)
     buffer = torch.full_like(KW, float("nan"))  # whatever the buffer held must not leak into the result

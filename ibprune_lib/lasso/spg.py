@@ -367,15 +367,12 @@ class _WorkingRows:
         A = self.A[:, rows]
         before = float(A.square().sum())
         step = 1.0 / self.penalty.operator_norm_sq()
-        for _ in range(CERTIFY_ITERS):
+        for steps in range(CERTIFY_ITERS + 1):
             residual_t = -self.penalty.prox(-(gradient_t + self.penalty.adjoint_t(A)).T, 1.0).T  # (q, c)
             moving = (residual_t != 0).any(dim=0)
-            if not bool(moving.any()):
+            if steps == CERTIFY_ITERS or not bool(moving.any()):
                 break
             self.penalty.project_dual_(A.sub_(self.penalty.operator_t(residual_t), alpha=step))
-        else:
-            residual_t = -self.penalty.prox(-(gradient_t + self.penalty.adjoint_t(A)).T, 1.0).T
-            moving = (residual_t != 0).any(dim=0)
         self.A.index_copy_(1, rows, A)
         self.adjoint_A.index_copy_(0, rows, self.penalty.adjoint_t(A).T)
         self.outside_sq += float(A.square().sum()) - before
