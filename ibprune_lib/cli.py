@@ -191,6 +191,7 @@ def _prune(args) -> int:
     from .pruning import finetune, prune
     from .pruning.pipeline import check_options
     from .selection import METHODS as IB_METHODS
+    from .selection import preset_settings
     from .train import evaluate, recalibrate_batchnorm, resolve_device
 
     if (args.target_params is None) == (args.target_flops is None):
@@ -198,7 +199,10 @@ def _prune(args) -> int:
     if args.kernel is not None and args.method not in IB_METHODS:
         raise ValueError(f"--kernel applies to the information-bottleneck methods ({', '.join(IB_METHODS)}); "
                          f"drop it for --method {args.method}")
-    args.kernel = args.kernel or "laplacian"
+    if args.preset != "paper" and args.method not in IB_METHODS:
+        raise ValueError(f"--preset applies to the information-bottleneck methods ({', '.join(IB_METHODS)}); "
+                         f"drop it for --method {args.method}")
+    args.kernel = preset_settings(args.preset, args.kernel)["kernel"]
     check_options(args.method, args.kernel, args.direction, args.widths, args.target_params, args.target_flops)
     _check_at_least(("--finetune-epochs", args.finetune_epochs, 0), ("--test-subset", args.test_subset, 0),
                     ("--batch-size", args.batch_size, 2), ("--skip-first", args.skip_first, 0))
@@ -217,8 +221,9 @@ def _prune(args) -> int:
     images, _ = calibration_batch(data.x_train, data.y_train, args.batch_size, args.seed)
     result = prune(
         model, images, method=args.method, target_params=args.target_params, target_flops=args.target_flops,
-        kernel=args.kernel, skip_first=args.skip_first, widths=args.widths, direction=args.direction, seed=args.seed,
-        beta=args.beta, min_width=args.min_width, normalization=normalization, model_name=name,
+        kernel=args.kernel, preset=args.preset, skip_first=args.skip_first, widths=args.widths,
+        direction=args.direction, seed=args.seed, beta=args.beta, min_width=args.min_width,
+        normalization=normalization, model_name=name,
     )
     report = result.report
     report["settings"]["weights"] = str(args.weights)
@@ -306,7 +311,8 @@ def _experiments(args) -> int:
         for cell in grid.select(args.cell):
             target = (f"flops {cell.target_flops}" if cell.target_flops is not None else f"params {cell.target_params}")
             print(f"{cell.id:<32} {cell.model:<10} {cell.method:<7} {cell.widths:<9} {target:<18} "
-                  f"seeds {list(cell.seeds)} kernel {cell.kernel} bs {cell.batch_size} skip {cell.skip_first}"
+                  f"seeds {list(cell.seeds)} kernel {cell.selection_settings()['kernel']} bs {cell.batch_size} "
+                  f"skip {cell.skip_first}" + (f" preset {cell.preset}" if cell.preset != "paper" else "")
                   + (" raw maps" if not cell.use_gram else "") + (" columns" if cell.direction == "columns" else "")
                   + ("" if cell.finetune_epochs is None else f" fine-tune {cell.finetune_epochs} epochs")
                   + "".join(f" {name}={value}" for name, value in cell.options)
@@ -338,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .lasso.adaptive import DIRECTIONS
     from .models import MODEL_NAMES
     from .pruning import METHODS, WIDTHS
+    from .selection import PRESETS
     from .train import PRECISIONS, SCHEDULES
 
     parser = OneLineErrorParser(prog="ibprune", description=__doc__)
@@ -396,7 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--target-params", type=float, default=None, help="keep ratio of the parameters, in (0, 1]")
     prune.add_argument("--target-flops", type=float, default=None, help="keep ratio of the MACs, in (0, 1]")
     prune.add_argument("--kernel", default=None, choices=KERNELS,
-                       help="Gram kernel of the information-bottleneck methods (default: laplacian)")
+                       help="Gram kernel of the information-bottleneck methods (default: the preset's)")
+    prune.add_argument("--preset", default="paper", choices=tuple(PRESETS),
+                       help="settings of the information-bottleneck methods, the paper's stated ones (default) or "
+                            "the settings study's (notebook 06b): " + "; ".join(
+                                f"{name}: {', '.join(f'{k} {v}' for k, v in settings.items())}"
+                                for name, settings in PRESETS.items()))
     prune.add_argument("--direction", default="rows", choices=DIRECTIONS,
                        help="which side of the regression holds the candidates (default: rows; see the book's "
                             "formulation page)")

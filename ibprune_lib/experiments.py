@@ -43,6 +43,7 @@ from .models import get_model, input_size, load_model, save_model, weights_dir
 from .provenance import REPO_ROOT, git_commit, provenance, save_json
 from .pruning import prune
 from .pruning.pipeline import check_options
+from .selection import PRESETS, preset_settings
 from .train import TrainConfig, evaluate, fit, recalibrate_batchnorm
 
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
@@ -59,8 +60,6 @@ UNTRAINED = "untrained"
 
 NOT_RUN_HERE = "not run here"
 """The state of a cell that needs a device this runner does not have (``Cell.needs``)."""
-
-PRESETS = {"paper": {}}  # the paper's stated settings; named presets from the settings study join here
 
 SELECTION_OPTIONS = ("threshold", "knn", "gamma_graph", "linkage", "score", "normalise", "solver")
 """Settings of ``ibprune_lib.selection.select`` a cell may change one by one (``Cell.options``): the settings
@@ -79,14 +78,15 @@ class Cell:
         target_flops: keep ratio of the MACs, or a (lo, hi) range; exactly one of the two targets.
         target_params: keep ratio of the parameters, or a (lo, hi) range.
         dataset: ``cifar10`` or ``cifar100``.
-        kernel: Gram kernel of the information-bottleneck methods.
+        kernel: Gram kernel of the information-bottleneck methods (a cell with a preset other than ``paper``
+            takes its preset's and leaves this at its default).
         batch_size: calibration images.
         seeds: calibration seeds (the first one is fine-tuned).
         skip_first: leading prunable layers left whole.
         widths: ``uniform`` or ``itpruner``.
         min_width: ITPruner's lower bound on a layer's keep ratio.
         direction: ``rows`` or ``columns``.
-        preset: named selection settings (:data:`PRESETS`).
+        preset: named selection settings (``selection.PRESETS``).
         use_gram: regress centred Gram matrices (the method) or the raw feature maps (an ablation).
         finetune_epochs: fine-tuning epochs instead of the scale's recipe (the ablations' short protocol); 0
             stops after BatchNorm recalibration (the settings study).
@@ -119,20 +119,29 @@ class Cell:
         """``<model>-<method>[-<widths>]-<8 hex digits of the content's SHA-256>``.
 
         Fields added after the first cells were committed (LATER_FIELDS) count only when they differ from
-        their defaults, so the ids of those cells, and the results filed under them, stay.
+        their defaults, so the ids of those cells, and the results filed under them, stay. A preset other than
+        ``paper`` counts with its settings, so a revised preset's cells do not reuse the old preset's results.
         """
         defaults = {f.name: f.default for f in fields(self)}
         content = {key: value for key, value in asdict(self).items()
                    if key not in LATER_FIELDS or value != defaults[key]}  # fmt: skip
+        if self.preset != "paper":  # a preset's settings may be revised: its cells then run again
+            content["preset_settings"] = PRESETS.get(self.preset)
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
         widths = "" if self.widths == "uniform" else f"-{self.widths}"
         return f"{self.model}-{self.method}{widths}-{digest}"
+
+    def selection_settings(self) -> dict:
+        """The kernel and selection options this cell prunes with: its preset's, its own ``options`` over them."""
+        return preset_settings(self.preset, self.kernel if self.preset == "paper" else None, **dict(self.options))
 
     def check(self) -> None:
         """Validate the options (method, kernel, targets, preset) without doing any work."""
         check_options(self.method, self.kernel, self.direction, self.widths, self.target_params, self.target_flops)
         if self.preset not in PRESETS:
             raise ValueError(f"cell {self.id}: unknown preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        if self.preset != "paper" and self.kernel != "laplacian":
+            raise ValueError(f"cell {self.id}: preset {self.preset!r} sets the kernel; leave kernel at its default")
         if not self.seeds:
             raise ValueError(f"cell {self.id}: needs at least one calibration seed")
         epochs = self.finetune_epochs
@@ -478,9 +487,9 @@ def run_cell(
         images, labels = calibration_batch(data.x_train, data.y_train, cell.batch_size, seed)
         result = prune(
             model, images, method=cell.method, target_flops=cell.target_flops, target_params=cell.target_params,
-            kernel=cell.kernel, skip_first=cell.skip_first, widths=cell.widths, direction=cell.direction, seed=seed,
+            skip_first=cell.skip_first, widths=cell.widths, direction=cell.direction, seed=seed,
             min_width=cell.min_width, model_name=name, progress=progress, use_gram=cell.use_gram,
-            **{**PRESETS[cell.preset], **dict(cell.options)},
+            **cell.selection_settings(),
         )
         pruned = result.model
         top1_pruned = evaluate(pruned, x_test, y_test, name, progress=False)

@@ -270,7 +270,9 @@ _OPTION_TEXT = {
 def setting_label(cell: Cell) -> str:
     """How a settings-study cell differs from the paper's settings, in words ("the paper's" when it does not)."""
     changes = [_OPTION_TEXT[name].format({False: "off", True: "on"}.get(value, value)) for name, value in cell.options]
-    if cell.kernel != "laplacian":
+    if cell.preset != "paper":
+        changes.insert(0, f"preset {cell.preset} ({cell.selection_settings()['kernel']} kernel)")
+    elif cell.kernel != "laplacian":
         changes.append(f"{cell.kernel} kernel")
     if cell.direction != "rows":
         changes.append(f"candidates as {cell.direction}")

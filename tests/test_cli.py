@@ -44,6 +44,7 @@ def prune_args(weights, out, *extra):
     (["--batch-size", "1"], "error: --batch-size must be >= 2, got 1"),
     (["--finetune-epochs", "-1"], "error: --finetune-epochs must be >= 0, got -1"),
     (["--method", "l1", "--kernel", "gaussian"], "error: --kernel applies to the information-bottleneck methods"),
+    (["--method", "l1", "--preset", "tuned"], "error: --preset applies to the information-bottleneck methods"),
     (["--target-params", "0.5"], "error: prune needs exactly one of --target-params and --target-flops"),
     (["--recalibrate-bn", "0"], "error: --recalibrate-bn must be >= 1 batch"),
 ])
@@ -54,7 +55,7 @@ def test_prune_refuses_bad_numbers_before_any_work(shared_weights, tmp_path, ext
 
 
 @pytest.mark.parametrize("choice", [["--method", "obd"], ["--kernel", "rbf"], ["--direction", "up"],
-                                    ["--widths", "wide"]])
+                                    ["--widths", "wide"], ["--preset", "best"]])
 def test_prune_choices_are_listed_and_enforced(shared_weights, tmp_path, choice):
     result = run(*prune_args(shared_weights / "resnet20-12fca82f.th", tmp_path / "p.pt", *choice))
     assert result.returncode == 2 and f"argument {choice[0]}: invalid choice" in result.stderr

@@ -15,6 +15,7 @@ import torch
 
 from ibprune_lib.experiments import NOT_RUN_HERE, UNTRAINED, Cell, Grid, _starting_model, _try_lock, load_table
 from ibprune_lib.provenance import REPO_ROOT
+from ibprune_lib.selection import PRESETS
 
 TABLE = '''
 from ibprune_lib.experiments import Cell
@@ -64,6 +65,21 @@ def test_a_bad_ablation_cell_is_refused():
         Cell("vgg16", weights="w.pt", method="sglp", target_params=0.15, finetune_epochs=-1).check()
     with pytest.raises(ValueError, match="use_gram=False is for sglp, stlp, lasso, not apib"):
         Cell("vgg16", weights="w.pt", method="apib", target_params=0.15, use_gram=False).check()
+    with pytest.raises(ValueError, match="unknown preset 'best': choose one of paper, tuned"):
+        Cell("vgg16", weights="w.pt", method="sglp", target_params=0.15, preset="best").check()
+    with pytest.raises(ValueError, match="preset 'tuned' sets the kernel; leave kernel at its default"):
+        Cell("vgg16", weights="w.pt", method="sglp", target_params=0.15, preset="tuned", kernel="sigmoid").check()
+
+
+def test_a_cell_prunes_with_its_presets_settings_under_its_own_options(monkeypatch):
+    paper = Cell("vgg16", weights="w.pt", method="sglp", target_params=0.15, kernel="gaussian")
+    assert paper.selection_settings() == {"kernel": "gaussian"}
+    tuned = Cell("vgg16", weights="w.pt", method="sglp", target_params=0.15, preset="tuned",
+                 options=(("threshold", 0.8),))
+    assert tuned.selection_settings() == {**PRESETS["tuned"], "threshold": 0.8}
+    first_id = tuned.id
+    monkeypatch.setitem(PRESETS, "tuned", {"kernel": "sigmoid"})  # a revised preset: its cells run again
+    assert tuned.id != first_id and tuned.selection_settings()["kernel"] == "sigmoid"
 
 
 def test_the_ablations_smoke_cell_regresses_raw_maps_and_fine_tunes_for_its_own_epochs(tmp_path, shared_weights):

@@ -48,12 +48,26 @@ def test_columns_direction_and_explicit_counts(resnet20, images):
     assert [layer["kept"] for layer in result.report["layers"]] == keep
 
 
+def test_a_preset_names_settings_that_explicit_ones_override(resnet20, images):
+    def prune_with(**options):
+        result = prune(resnet20, images, method="sglp", target_flops=0.7, skip_first=6, progress=False,
+                       max_solves=12, **options)
+        return result.report["settings"], [layer["kept_indices"] for layer in result.report["layers"]]
+
+    tuned, kept_tuned = prune_with(preset="tuned")
+    assert (tuned["preset"], tuned["kernel"]) == ("tuned", "linear")
+    assert kept_tuned == prune_with(kernel="linear")[1]
+    paper, kept_paper = prune_with(preset="tuned", kernel="laplacian")
+    assert paper["kernel"] == "laplacian" and kept_paper == prune_with()[1] != kept_tuned
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"target_flops": 1.2}, "target_flops must be a keep ratio in \\(0, 1\\]"),
     ({"target_flops": 0.5, "target_params": 0.5}, "exactly one of"),
     ({}, "exactly one of"),
     ({"target_flops": 0.5, "method": "magnitude"}, "unknown method"),
     ({"target_flops": 0.5, "kernel": "rbf"}, "unknown kernel"),
+    ({"target_flops": 0.5, "preset": "best"}, "unknown preset 'best': choose one of paper, tuned"),
     ({"target_flops": 0.5, "widths": "greedy"}, "unknown widths"),
     ({"keep_counts": [1, 2]}, "one count per prunable layer"),
 ])

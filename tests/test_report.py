@@ -76,6 +76,7 @@ def test_a_study_cell_says_what_it_changed_and_overlaps_are_jaccard_means():
     assert setting_label(Cell("resnet56", method="sglp", options=(("knn", 4),), **base)) == "k-NN graph, k = 4"
     assert setting_label(Cell("resnet56", method="stlp", options=(("normalise", False),), kernel="linear",
                               **base)) == "unit-norm columns: off, linear kernel"  # fmt: skip
+    assert setting_label(Cell("resnet56", method="sglp", preset="tuned", **base)) == "preset tuned (linear kernel)"
 
     def result(*kept):
         return {"seeds": [{"layers": [{"name": f"l{i}", "kept": len(k), "channels": 4, "kept_indices": k}

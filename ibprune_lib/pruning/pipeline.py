@@ -21,6 +21,7 @@ from ..counting import count
 from ..data import ImageData, normalise
 from ..lasso.adaptive import NoSignalError
 from ..provenance import provenance
+from ..selection import preset_settings
 from ..train import TrainConfig, TrainResult, fit
 from .budget import METRICS, CountModel, check_keep_counts, count_model, keep_counts_for_target, target_range
 from .capture import capture
@@ -124,7 +125,8 @@ def prune(
     target_params: float | tuple[float, float] | None = None,
     target_flops: float | tuple[float, float] | None = None,
     keep_counts: list[int] | None = None,
-    kernel: str = "laplacian",
+    kernel: str | None = None,
+    preset: str = "paper",
     skip_first: int = 4,
     widths: str = "uniform",
     direction: str = "rows",
@@ -147,7 +149,10 @@ def prune(
         target_params: keep ratio in (0, 1] of the parameters, or a (lo, hi) range;
         target_flops: … or of the MACs; give exactly one of the two or ``keep_counts``.
         keep_counts: explicit channels to keep per prunable layer.
-        kernel: the Gram kernel of the information-bottleneck methods.
+        kernel: the Gram kernel of the information-bottleneck methods (default: the preset's).
+        preset: named settings of the information-bottleneck methods (``selection.PRESETS``): ``"paper"``
+            (the paper's stated settings) or ``"tuned"`` (the settings study's); ``kernel`` and
+            ``select_options`` override its values.
         skip_first: leading prunable layers left at full width.
         widths: ``"uniform"`` (one shared keep ratio) or ``"itpruner"`` (ITPruner's per-layer widths).
         direction: ``"rows"`` or ``"columns"`` (book/formulation.md §1), for the information-bottleneck methods.
@@ -157,7 +162,7 @@ def prune(
             ``(mean, std)``.
         model_name: how the report names the model (default: its class name).
         progress: show a tqdm bar over the layers.
-        **select_options: passed to :func:`ibprune_lib.selection.select`.
+        **select_options: passed to :func:`ibprune_lib.selection.select`, over the preset's.
 
     Returns:
         The PruneResult. A layer whose features carry no signal for the criterion is kept whole and named in
@@ -165,7 +170,7 @@ def prune(
         and ``report["totals"]`` says by how much.
 
     Raises:
-        ValueError: bad options (see :func:`check_options`), a model with nothing to prune, a budget that
+        ValueError: bad options (see :func:`check_options`), an unknown preset, a model with nothing to prune, a budget that
             cannot be met, or a selection that fails.
         RuntimeError: the pruned model's counts differ from the budget's prediction.
     """
@@ -175,6 +180,8 @@ def prune(
             "prune(model, calibration_images, ...) takes a (bs, c, h, w) tensor of images second; "
             f"got {type(calibration_images).__name__} (the model's name, if any, goes to model_name=)"
         )
+    select_options = preset_settings(preset, kernel, **select_options)
+    kernel = select_options.pop("kernel")
     budget = check_options(method, kernel, direction, widths, target_params, target_flops, keep_counts)
     criterion = get_criterion(method, kernel, direction, seed, **select_options)
     size = tuple(calibration_images.shape[1:])
@@ -217,7 +224,7 @@ def prune(
         "model": model_name or type(model).__name__,
         "input_size": list(size),
         "settings": {
-            "method": method, "kernel": kernel, "direction": direction, "widths": widths, "skip_first": skip_first,
+            "method": method, "preset": preset, "kernel": kernel, "direction": direction, "widths": widths, "skip_first": skip_first,
             "target_params": target_params, "target_flops": target_flops, "keep_counts": keep_counts, "seed": seed,
             "normalization": normalization if isinstance(normalization, str) else [list(v) for v in normalization],
             "calibration_images": len(images), "select_options": select_options,
