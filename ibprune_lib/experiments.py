@@ -378,7 +378,8 @@ class Grid:
                     continue
                 if cell.dataset not in datasets:
                     datasets[cell.dataset] = load_cifar(cell.dataset, download=True)
-                result = run_cell(cell, self.protocol, datasets[cell.dataset], self.work_dir(cell), device, progress)
+                result = run_cell(cell, self.protocol, datasets[cell.dataset], self.work_dir(cell), device, progress,
+                                  memo=self.work / "unpruned")
                 result["table"] = self.name
                 save_json(self.result_path(cell), result)
                 for done_with in ("error.json", "finetune.pt"):
@@ -443,8 +444,28 @@ def _starting_model(cell: Cell) -> tuple[torch.nn.Module, str, tuple[int, int, i
     return model, name, size
 
 
+def _unpruned_top1(cell: Cell, model: torch.nn.Module, name: str, x_test, y_test, memo: Path | None) -> float:
+    """Top-1 of the cell's unpruned network, evaluated once per weights file, test set and device type.
+
+    Every cell of a network starts from the same weights, and a whole VGG-16 takes minutes to evaluate on two
+    cores: the first cell writes ``memo/<weights digest>-<dataset>-<images>-<device>.json``, the others read it.
+    """
+    source = cell.weights_path()
+    digest = f"untrained-{cell.model}" if source is None else hashlib.sha256(source.read_bytes()).hexdigest()[:16]
+    device = next(model.parameters()).device.type
+    path = None if memo is None else memo / f"{digest}-{cell.dataset}-{len(x_test)}-{device}.json"
+    if path is not None and path.is_file():
+        return json.loads(path.read_text())["top1"]
+    top1 = evaluate(model, x_test, y_test, name, progress=False)
+    if path is not None:
+        save_json(path, {"top1": top1, "weights": cell.weights, "dataset": cell.dataset, "test_images": len(x_test),
+                         "device": device, "provenance": provenance()})
+    return top1
+
+
 def run_cell(
-    cell: Cell, protocol: Protocol, data: ImageData, work: Path, device: torch.device, progress: bool = True
+    cell: Cell, protocol: Protocol, data: ImageData, work: Path, device: torch.device, progress: bool = True,
+    memo: Path | None = None,
 ) -> dict:
     """Run one cell through the protocol, resuming from the stages saved in ``work``.
 
@@ -455,6 +476,7 @@ def run_cell(
         work: the cell's working folder (created; resumed from when it holds earlier stages).
         device: where the networks run.
         progress: tqdm bars.
+        memo: folder of the unpruned networks' top-1, shared by the cells (None: evaluate every time).
 
     Returns:
         The JSON-ready result: the cell, the protocol, counts, every stage's top-1, seconds and provenance.
@@ -472,7 +494,7 @@ def run_cell(
         tic = time.perf_counter()
         counts = count(model, size)
         stages["unpruned"] = {
-            "top1": evaluate(model, x_test, y_test, name, progress=False), "macs": counts.macs,
+            "top1": _unpruned_top1(cell, model, name, x_test, y_test, memo), "macs": counts.macs,
             "params": counts.params, "params_without_norm": counts.params_without_norm,
         }
         stages["seconds"]["unpruned_eval"] = time.perf_counter() - tic

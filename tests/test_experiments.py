@@ -13,7 +13,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from ibprune_lib.experiments import NOT_RUN_HERE, UNTRAINED, Cell, Grid, _starting_model, _try_lock, load_table
+from ibprune_lib import experiments
+from ibprune_lib.experiments import (
+    NOT_RUN_HERE,
+    UNTRAINED,
+    Cell,
+    Grid,
+    _starting_model,
+    _try_lock,
+    _unpruned_top1,
+    load_table,
+)
 from ibprune_lib.provenance import REPO_ROOT
 from ibprune_lib.selection import PRESETS
 
@@ -80,6 +90,19 @@ def test_a_cell_prunes_with_its_presets_settings_under_its_own_options(monkeypat
     first_id = tuned.id
     monkeypatch.setitem(PRESETS, "tuned", {"kernel": "sigmoid"})  # a revised preset: its cells run again
     assert tuned.id != first_id and tuned.selection_settings()["kernel"] == "sigmoid"
+
+
+def test_the_unpruned_top1_is_evaluated_once_per_network_and_test_set(tmp_path, monkeypatch):
+    evaluated = []
+    monkeypatch.setattr(experiments, "evaluate", lambda model, x, y, name, progress: evaluated.append(len(x)) or 12.5)
+    cell = Cell("resnet20", weights=UNTRAINED, method="l1", target_flops=0.5)
+    model = torch.nn.Conv2d(3, 4, 1)
+    x, y = torch.zeros(6, 3, 8, 8, dtype=torch.uint8), torch.zeros(6, dtype=torch.long)
+    for n in (6, 6, 4, 4):
+        assert _unpruned_top1(cell, model, "resnet20", x[:n], y[:n], tmp_path) == 12.5
+    assert evaluated == [6, 4] and len(list(tmp_path.glob("untrained-resnet20-cifar10-*-cpu.json"))) == 2
+    _unpruned_top1(cell, model, "resnet20", x, y, None)
+    assert evaluated == [6, 4, 6]  # no memo: evaluated every time
 
 
 def test_the_ablations_smoke_cell_regresses_raw_maps_and_fine_tunes_for_its_own_epochs(tmp_path, shared_weights):
