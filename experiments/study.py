@@ -21,7 +21,6 @@ NETWORKS = {
 BOTH = ("sglp", "stlp")
 VARIANTS = [  # the kernels first: the largest effect on ResNet-56, and the preset rests on them
     *[(m, dict(kernel=kernel)) for kernel in ("linear", "gaussian", "sigmoid") for m in BOTH],
-    *[(m, dict(preset="tuned")) for m in BOTH],  # the preset the kernels chose, checked as a whole
     *[("sglp", dict(options=(("threshold", t),))) for t in (0.7, 0.8, 0.9)],
     *[("sglp", dict(options=(("knn", k),))) for k in (4, 8)],
     *[("sglp", dict(options=(("gamma_graph", g),))) for g in (0.1, 0.5, 2.0)],
@@ -41,7 +40,9 @@ def cells(scale: str) -> list[Cell]:
     base = {network: dict(finetune_epochs=0, **budget) for network, budget in NETWORKS.items()}
     table = []
     for network in NETWORKS:
-        table += [Cell(network, method=m, **base[network]) for m in (*BOTH, "lasso", "l1", "fpgm")]
+        table += [Cell(network, method=m, **base[network]) for m in BOTH]
+        table += [Cell(network, method=m, preset="tuned", **base[network]) for m in BOTH]  # the preset as a whole
+        table += [Cell(network, method=m, **base[network]) for m in ("l1", "fpgm", "lasso")]
         table += [Cell(network, method=m, **{**base[network], **variant}) for m, variant in VARIANTS]
     for network in NETWORKS:
         table += [Cell(network, method=m, **{**base[network], **variant}) for m, variant in SLOW_VARIANTS]
