@@ -511,7 +511,7 @@ def run_cell(
             model, images, method=cell.method, target_flops=cell.target_flops, target_params=cell.target_params,
             skip_first=cell.skip_first, widths=cell.widths, direction=cell.direction, seed=seed,
             min_width=cell.min_width, model_name=name, progress=progress, use_gram=cell.use_gram,
-            **cell.selection_settings(),
+            preset=cell.preset, **cell.selection_settings(),
         )
         pruned = result.model
         top1_pruned = evaluate(pruned, x_test, y_test, name, progress=False)
