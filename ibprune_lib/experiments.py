@@ -551,7 +551,7 @@ def run_cell(
     unpruned = stages["unpruned"]
     after = count(finetuned, size)
     return {
-        "cell": {**asdict(cell), "id": cell.id},
+        "cell": {**asdict(cell), "id": cell.id, "selection_settings": cell.selection_settings()},
         "scale": protocol.scale,
         "dataset": data.label,
         "protocol": protocol.describe(),

@@ -129,6 +129,7 @@ def test_the_study_smoke_cell_passes_its_option_and_stops_after_recalibration(tm
     assert result["stages"]["finetuned"] is None
     assert result["finetune"] == {"epochs": 0, "history": [], "wall_seconds": 0.0}
     assert result["cell"]["options"] == [["knn", 4]] and "not fine-tuned" in grid.state(grid.cells[0])["detail"]
+    assert result["cell"]["selection_settings"] == {"kernel": "laplacian", "knn": 4}
     with pytest.raises(ValueError, match="unknown option 'tau'"):
         Cell("resnet56", weights="w.th", method="sglp", target_flops=0.5, options=(("tau", 0.7),)).check()
 
