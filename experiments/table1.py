@@ -10,7 +10,8 @@ Budgets (one shared keep ratio over the prunable layers after the first four, wh
 
 Cells run in this order: ResNet-56 (the cheapest network), VGG-16, ResNet-56 with ITPruner's widths, then
 ResNet-110; within a network the paper's two methods and the strongest simple criteria first, so that a table
-still filling up already compares what the paper claims. ``smoke`` keeps a handful of cells to exercise the plumbing in CI.
+still filling up already compares what the paper claims. ``smoke`` keeps a handful of cells to exercise the
+plumbing in CI.
 GoogLeNet (69% of the FLOPs removed, the concatenations' inputs pruned too) has no baseline here: an epoch
 takes about 33 minutes on this CPU. Its cells need a GPU (``needs="cuda"``: a CPU runner leaves them "not
 run here"), and start from ``results/<scale>/baselines/googlenet/googlenet.pt``, which a GPU session trains;

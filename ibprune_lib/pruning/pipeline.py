@@ -170,8 +170,8 @@ def prune(
         and ``report["totals"]`` says by how much.
 
     Raises:
-        ValueError: bad options (see :func:`check_options`), an unknown preset, a model with nothing to prune, a budget that
-            cannot be met, or a selection that fails.
+        ValueError: bad options (see :func:`check_options`), an unknown preset, a model with nothing to prune,
+            a budget that cannot be met, or a selection that fails.
         RuntimeError: the pruned model's counts differ from the budget's prediction.
     """
     started = time.perf_counter()
@@ -224,7 +224,8 @@ def prune(
         "model": model_name or type(model).__name__,
         "input_size": list(size),
         "settings": {
-            "method": method, "preset": preset, "kernel": kernel, "direction": direction, "widths": widths, "skip_first": skip_first,
+            "method": method, "preset": preset, "kernel": kernel, "direction": direction, "widths": widths,
+            "skip_first": skip_first,
             "target_params": target_params, "target_flops": target_flops, "keep_counts": keep_counts, "seed": seed,
             "normalization": normalization if isinstance(normalization, str) else [list(v) for v in normalization],
             "calibration_images": len(images), "select_options": select_options,
