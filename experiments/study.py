@@ -22,10 +22,10 @@ BOTH = ("sglp", "stlp")
 VARIANTS = [  # first the settings that moved both methods on ResNet-56: the preset rests on them
     *[(m, dict(kernel=kernel)) for kernel in ("linear", "gaussian", "sigmoid") for m in BOTH],
     *[(m, dict(options=(("normalise", False),))) for m in BOTH],
+    *[("stlp", dict(options=(("linkage", link),))) for link in ("complete", "single")],
     *[("sglp", dict(options=(("threshold", t),))) for t in (0.7, 0.8, 0.9)],
     *[("sglp", dict(options=(("knn", k),))) for k in (4, 8)],
     *[("sglp", dict(options=(("gamma_graph", g),))) for g in (0.1, 0.5, 2.0)],
-    *[("stlp", dict(options=(("linkage", link),))) for link in ("complete", "single")],
     *[(m, dict(options=(("score", "norm"),))) for m in BOTH],
     *[(m, dict(direction="columns")) for m in BOTH],
 ]
