@@ -24,9 +24,11 @@ $(STAMP): pyproject.toml
 	touch $@
 
 unit: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=10 tests
 
-# Every notebook, executed as it is committed (nbmake injects no parameters: IBPRUNE_SCALE decides, smoke in CI).
+# Every notebook, executed as it is committed (nbmake injects no parameters: IBPRUNE_SCALE decides, smoke in CI),
+# each its own test: the quick way to find which notebook fails. `make test` leaves it out: the book executes
+# every notebook too, and fails on any error or stray warning in any cell.
 notebooks: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider --nbmake --nbmake-timeout=600 notebooks
 
@@ -37,7 +39,7 @@ book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . --config _build/config-$(IBPRUNE_SCALE).yml -W -n --keep-going
 	$(PY) -m ibprune_lib.book check _build/html
 
-test: unit notebooks book
+test: unit book
 
 clean:
 	rm -rf _build .pytest_cache

@@ -202,7 +202,7 @@ def _prune(args) -> int:
     if args.preset != "paper" and args.method not in IB_METHODS:
         raise ValueError(f"--preset applies to the information-bottleneck methods ({', '.join(IB_METHODS)}); "
                          f"drop it for --method {args.method}")
-    args.kernel = preset_settings(args.preset, args.kernel)["kernel"]
+    args.kernel = preset_settings(args.preset, args.method, args.kernel)["kernel"]
     check_options(args.method, args.kernel, args.direction, args.widths, args.target_params, args.target_flops)
     _check_at_least(("--finetune-epochs", args.finetune_epochs, 0), ("--test-subset", args.test_subset, 0),
                     ("--batch-size", args.batch_size, 2), ("--skip-first", args.skip_first, 0))
@@ -407,8 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--preset", default="paper", choices=tuple(PRESETS),
                        help="settings of the information-bottleneck methods, the paper's stated ones (default) or "
                             "the settings study's (notebook 06b): " + "; ".join(
-                                f"{name}: {', '.join(f'{k} {v}' for k, v in settings.items())}"
-                                for name, settings in PRESETS.items()))
+                                f"{name}: " + ("; ".join(
+                                    f"{method} with {', '.join(f'{key} {value}' for key, value in settings.items())}"
+                                    for method, settings in methods.items()) or "as the paper states them")
+                                for name, methods in PRESETS.items()))
     prune.add_argument("--direction", default="rows", choices=DIRECTIONS,
                        help="which side of the regression holds the candidates (default: rows; see the book's "
                             "formulation page)")

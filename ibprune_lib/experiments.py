@@ -126,14 +126,15 @@ class Cell:
         content = {key: value for key, value in asdict(self).items()
                    if key not in LATER_FIELDS or value != defaults[key]}  # fmt: skip
         if self.preset != "paper":  # a preset's settings may be revised: its cells then run again
-            content["preset_settings"] = PRESETS.get(self.preset)
+            content["preset_settings"] = PRESETS.get(self.preset, {}).get(self.method, {})
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
         widths = "" if self.widths == "uniform" else f"-{self.widths}"
         return f"{self.model}-{self.method}{widths}-{digest}"
 
     def selection_settings(self) -> dict:
         """The kernel and selection options this cell prunes with: its preset's, its own ``options`` over them."""
-        return preset_settings(self.preset, self.kernel if self.preset == "paper" else None, **dict(self.options))
+        return preset_settings(self.preset, self.method, self.kernel if self.preset == "paper" else None,
+                               **dict(self.options))
 
     def check(self) -> None:
         """Validate the options (method, kernel, targets, preset) without doing any work."""

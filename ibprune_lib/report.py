@@ -12,6 +12,7 @@ import pandas as pd
 from .experiments import Cell
 from .kernels import KERNELS
 from .paper import METHOD_LABELS, MODEL_LABELS, TABLE1, TABLE1_BUDGET_ROW
+from .selection import PRESETS
 
 NOT_RUN = "not run yet"
 NEEDS_GPU = "not run here: needs a GPU"
@@ -265,13 +266,22 @@ _OPTION_TEXT = {
     "threshold": "graph τ = {}", "knn": "k-NN graph, k = {}", "gamma_graph": "γ/λ = {}", "linkage": "{} linkage",
     "score": "ranked by {} alone", "normalise": "unit-norm columns: {}", "solver": "solver {}",
 }
+_ON_OFF = {False: "off", True: "on"}
+
+
+def describe_settings(settings: dict) -> str:
+    """Selection settings in words, e.g. {"kernel": "gaussian", "normalise": False} → "gaussian kernel, unit-norm
+    columns: off"; {} → "as the paper states them"."""
+    words = [f"{value} kernel" if name == "kernel" else _OPTION_TEXT[name].format(_ON_OFF.get(value, value))
+             for name, value in settings.items()]
+    return ", ".join(words) or "as the paper states them"
 
 
 def setting_label(cell: Cell) -> str:
     """How a settings-study cell differs from the paper's settings, in words ("the paper's" when it does not)."""
-    changes = [_OPTION_TEXT[name].format({False: "off", True: "on"}.get(value, value)) for name, value in cell.options]
+    changes = [_OPTION_TEXT[name].format(_ON_OFF.get(value, value)) for name, value in cell.options]
     if cell.preset != "paper":
-        changes.insert(0, f"preset {cell.preset} ({cell.selection_settings()['kernel']} kernel)")
+        changes.insert(0, f"preset {cell.preset} ({describe_settings(PRESETS[cell.preset].get(cell.method, {}))})")
     elif cell.kernel != "laplacian":
         changes.append(f"{cell.kernel} kernel")
     if cell.direction != "rows":
@@ -290,3 +300,49 @@ def kept_overlap(first: dict, second: dict) -> float:
     a, b = kept(first), kept(second)
     shared = [name for name in a if name in b]
     return sum(len(a[n] & b[n]) / len(a[n] | b[n]) for n in shared) / len(shared) if shared else float("nan")
+
+
+def setting_effects(rows: pd.DataFrame) -> pd.DataFrame:
+    """Each changed setting of the settings study against the paper's, per network and method.
+
+    Args:
+        rows: :func:`cell_rows`' output with two more columns, ``setting`` (:func:`setting_label`) and
+            ``preset``; cells of a preset other than ``paper`` are left out.
+
+    Returns:
+        One row per cell with a changed setting, columns ``setting, model, method, delta, spread, effect``:
+        ``delta`` the change in mean top-1 after recalibration (points), ``spread`` the larger standard deviation
+        over calibration seeds of the two cells, ``effect`` "better" or "worse" when ``|delta| > spread``, else
+        "within spread" — or NOT_RUN when either cell has not run.
+    """
+    paper_settings = rows[rows["preset"] == "paper"]
+    base = paper_settings[paper_settings["setting"] == "the paper's"].set_index(["model", "method"])
+    out = []
+    for _, row in paper_settings[paper_settings["setting"] != "the paper's"].iterrows():
+        key = (row["model"], row["method"])
+        reference = base.loc[key] if key in base.index else None
+        if not row["done"] or reference is None or not reference["done"]:
+            out.append([row["setting"], row["model"], row["method"], float("nan"), float("nan"), NOT_RUN])
+            continue
+        delta = row["recalibrated"] - reference["recalibrated"]
+        spread = max(row["recalibrated_std"], reference["recalibrated_std"])
+        effect = "within spread" if abs(delta) <= spread else "better" if delta > 0 else "worse"
+        out.append([row["setting"], row["model"], row["method"], delta, spread, effect])
+    return pd.DataFrame(out, columns=["setting", "model", "method", "delta", "spread", "effect"])
+
+
+def qualifying_settings(effects: pd.DataFrame) -> dict[str, list[str]]:
+    """The settings that may join a method's preset: "better" for that method on every network, two or more.
+
+    Args:
+        effects: :func:`setting_effects`' output.
+
+    Returns:
+        method → its qualifying settings, the largest mean gain first; a setting with a cell not run yet does
+        not qualify.
+    """
+    qualifying = {}
+    for (method, setting), group in effects.groupby(["method", "setting"], sort=False):
+        if group["model"].nunique() > 1 and (group["effect"] == "better").all():
+            qualifying.setdefault(method, []).append((group["delta"].mean(), setting))
+    return {method: [setting for _, setting in sorted(found, reverse=True)] for method, found in qualifying.items()}

@@ -84,11 +84,13 @@ def test_a_bad_ablation_cell_is_refused():
 def test_a_cell_prunes_with_its_presets_settings_under_its_own_options(monkeypatch):
     paper = Cell("vgg16", weights="w.pt", method="sglp", target_params=0.15, kernel="gaussian")
     assert paper.selection_settings() == {"kernel": "gaussian"}
-    tuned = Cell("vgg16", weights="w.pt", method="sglp", target_params=0.15, preset="tuned",
-                 options=(("threshold", 0.8),))
-    assert tuned.selection_settings() == {**PRESETS["tuned"], "threshold": 0.8}
+    tuned = Cell("vgg16", weights="w.pt", method="stlp", target_params=0.15, preset="tuned",
+                 options=(("linkage", "complete"),))
+    assert tuned.selection_settings() == {"kernel": "laplacian", **PRESETS["tuned"]["stlp"], "linkage": "complete"}
+    unnamed = Cell("vgg16", weights="w.pt", method="lasso", target_params=0.15, preset="tuned")
+    assert unnamed.selection_settings() == {"kernel": "laplacian"}  # a method the preset does not name
     first_id = tuned.id
-    monkeypatch.setitem(PRESETS, "tuned", {"kernel": "sigmoid"})  # a revised preset: its cells run again
+    monkeypatch.setitem(PRESETS, "tuned", {"stlp": {"kernel": "sigmoid"}})  # a revised preset: its cells run again
     assert tuned.id != first_id and tuned.selection_settings()["kernel"] == "sigmoid"
 
 

@@ -10,6 +10,7 @@ from ibprune_lib.counting import count
 from ibprune_lib.data import ImageData, calibration_batch
 from ibprune_lib.models import get_model, load_model, load_weights
 from ibprune_lib.pruning import finetune, prune
+from ibprune_lib.selection import PRESETS
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +51,15 @@ def test_columns_direction_and_explicit_counts(resnet20, images):
 
 def test_a_preset_names_settings_that_explicit_ones_override(resnet20, images):
     def prune_with(**options):
-        result = prune(resnet20, images, method="sglp", target_flops=0.7, skip_first=6, progress=False,
+        result = prune(resnet20, images, method="stlp", target_flops=0.7, skip_first=6, progress=False,
                        max_solves=12, **options)
         return result.report["settings"], [layer["kept_indices"] for layer in result.report["layers"]]
 
     tuned, kept_tuned = prune_with(preset="tuned")
-    assert (tuned["preset"], tuned["kernel"]) == ("tuned", "linear")
-    assert kept_tuned == prune_with(kernel="linear")[1]
-    paper, kept_paper = prune_with(preset="tuned", kernel="laplacian")
+    assert (tuned["preset"], tuned["kernel"]) == ("tuned", PRESETS["tuned"]["stlp"]["kernel"])
+    assert tuned["kernel"] != "laplacian"
+    assert kept_tuned == prune_with(**PRESETS["tuned"]["stlp"])[1]
+    paper, kept_paper = prune_with(preset="tuned", kernel="laplacian", normalise=True)
     assert paper["kernel"] == "laplacian" and kept_paper == prune_with()[1] != kept_tuned
 
 

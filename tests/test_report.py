@@ -10,6 +10,8 @@ from ibprune_lib.report import (
     cell_rows,
     kept_overlap,
     network_table,
+    qualifying_settings,
+    setting_effects,
     setting_label,
     style_table,
     sweep_rows,
@@ -76,7 +78,10 @@ def test_a_study_cell_says_what_it_changed_and_overlaps_are_jaccard_means():
     assert setting_label(Cell("resnet56", method="sglp", options=(("knn", 4),), **base)) == "k-NN graph, k = 4"
     assert setting_label(Cell("resnet56", method="stlp", options=(("normalise", False),), kernel="linear",
                               **base)) == "unit-norm columns: off, linear kernel"  # fmt: skip
-    assert setting_label(Cell("resnet56", method="sglp", preset="tuned", **base)) == "preset tuned (linear kernel)"
+    assert setting_label(Cell("resnet56", method="stlp", preset="tuned", **base)) == (
+        "preset tuned (gaussian kernel, unit-norm columns: off)")
+    assert setting_label(Cell("resnet56", method="sglp", preset="tuned", **base)) == (
+        "preset tuned (as the paper states them)")
 
     def result(*kept):
         return {"seeds": [{"layers": [{"name": f"l{i}", "kept": len(k), "channels": 4, "kept_indices": k}
@@ -84,3 +89,51 @@ def test_a_study_cell_says_what_it_changed_and_overlaps_are_jaccard_means():
 
     assert kept_overlap(result([0, 1], [0, 1, 2, 3]), result([1, 2], [0, 1, 2, 3])) == pytest.approx(1 / 3)
     assert kept_overlap(result([0, 1]), result([0, 1])) == 1.0
+
+
+def study_rows(entries):
+    """Rows as the settings-study notebook builds them: (model, method, setting, mean, sd) per cell, None: not run."""
+    rows = []
+    for model, method, setting, mean, sd in entries:
+        rows.append({"model": model, "method": method, "setting": setting, "preset": "paper",
+                     "done": mean is not None, "recalibrated": mean, "recalibrated_std": sd})
+    return pd.DataFrame(rows)
+
+
+def test_setting_effects_compare_each_setting_with_the_papers_beyond_the_larger_spread():
+    rows = study_rows([
+        ("resnet56", "sglp", "the paper's", 66.0, 1.0), ("resnet56", "sglp", "linear kernel", 73.0, 0.5),
+        ("resnet56", "sglp", "graph τ = 0.7", 66.5, 0.2), ("resnet56", "sglp", "k-NN graph, k = 4", 60.0, 3.0),
+        ("resnet56", "sglp", "γ/λ = 2", None, None),
+    ])
+    effects = setting_effects(rows).set_index("setting")
+    assert effects.loc["linear kernel", "delta"] == pytest.approx(7.0)
+    assert effects.loc["linear kernel", "spread"] == 1.0
+    assert effects["effect"].to_dict() == {"linear kernel": "better", "graph τ = 0.7": "within spread",
+                                           "k-NN graph, k = 4": "worse", "γ/λ = 2": NOT_RUN}
+
+
+def test_setting_effects_leave_out_other_presets_and_need_the_papers_cell():
+    rows = study_rows([("vgg16", "stlp", "linear kernel", 60.0, 1.0), ("vgg16", "stlp", "the paper's", None, None)])
+    tuned = study_rows([("vgg16", "stlp", "preset tuned (linear kernel)", 60.0, 1.0)]).assign(preset="tuned")
+    effects = setting_effects(pd.concat([rows, tuned], ignore_index=True))
+    assert effects["setting"].tolist() == ["linear kernel"]
+    assert effects["effect"].tolist() == [NOT_RUN]
+
+
+def test_a_setting_qualifies_for_a_method_only_when_better_for_it_on_every_network():
+    base = [(model, method, "the paper's", 60.0, 1.0) for model in ("resnet56", "vgg16") for method in ("sglp", "stlp")]
+    rows = study_rows(base + [
+        # better on both networks for sTLP-IB, within the spread on one for sGLP-IB: joins sTLP-IB's only
+        ("resnet56", "sglp", "unit-norm columns: off", 65.0, 1.0), ("vgg16", "sglp", "unit-norm columns: off", 60.5, 1.0),
+        ("resnet56", "stlp", "unit-norm columns: off", 64.0, 1.0), ("vgg16", "stlp", "unit-norm columns: off", 62.5, 1.0),
+        # better on both networks, a larger mean gain: first
+        ("resnet56", "stlp", "linear kernel", 70.0, 1.0), ("vgg16", "stlp", "linear kernel", 64.0, 1.0),
+        # worse on one network
+        ("resnet56", "sglp", "linear kernel", 70.0, 1.0), ("vgg16", "sglp", "linear kernel", 57.0, 1.0),
+        # better where it ran, not run on the other network: not yet
+        ("resnet56", "sglp", "graph τ = 0.7", 65.0, 1.0), ("vgg16", "sglp", "graph τ = 0.7", None, None),
+        # one network only: never
+        ("resnet56", "sglp", "k-NN graph, k = 4", 65.0, 1.0),
+    ])
+    assert qualifying_settings(setting_effects(rows)) == {"stlp": ["linear kernel", "unit-norm columns: off"]}

@@ -180,7 +180,7 @@ def prune(
             "prune(model, calibration_images, ...) takes a (bs, c, h, w) tensor of images second; "
             f"got {type(calibration_images).__name__} (the model's name, if any, goes to model_name=)"
         )
-    select_options = preset_settings(preset, kernel, **select_options)
+    select_options = preset_settings(preset, method, kernel, **select_options)
     kernel = select_options.pop("kernel")
     budget = check_options(method, kernel, direction, widths, target_params, target_flops, keep_counts)
     criterion = get_criterion(method, kernel, direction, seed, **select_options)
