@@ -3,11 +3,12 @@
 On the shared ResNet-56 at 50% of its FLOPs kept and the committed VGG-16 at 15% of its parameters kept (the
 first four prunable layers whole, calibration batch 128, three calibration seeds), each cell changes one
 setting of sGLP-IB or sTLP-IB from the paper's (τ = 0.6, γ/λ = 1, average linkage, Laplacian kernel,
-unit-norm columns, candidates as rows, kept candidates ranked by non-zeros then norm, the exact primal-dual
-solver rather than the smoothed SPG), and one cell per method the ``tuned`` preset names prunes with it whole;
+unit-norm columns, candidates as rows, kept candidates ranked by non-zeros then norm), and one cell per method
+the ``tuned`` preset names prunes with it whole;
 each stops after BatchNorm recalibration (``finetune_epochs=0``): top-1 right after pruning and after
 recalibration on the full test set, and selection seconds. L1-norm, FPGM and the plain multi-response lasso
-stand beside them at the same budget. The grid runs these cells before Table 1's.
+stand beside them at the same budget. The grid runs these cells before Table 1's; the smoothed solver
+(SPG) instead of the exact one, the slowest setting, is ``experiments/solvers.py``.
 
     python -m ibprune_lib experiments run study --scale cpu
 """
@@ -30,8 +31,6 @@ VARIANTS = [  # first the settings that moved a method on ResNet-56 beyond the s
     *[(m, dict(options=(("score", "norm"),))) for m in BOTH],
     *[(m, dict(direction="columns")) for m in BOTH],
 ]
-SLOW_VARIANTS = [(m, dict(options=(("solver", "spg"),))) for m in BOTH]
-"""The smoothed solver instead of the exact one: 10-20 minutes a seed on ResNet-56, so after every other cell."""
 
 
 def cells(scale: str) -> list[Cell]:
@@ -45,6 +44,4 @@ def cells(scale: str) -> list[Cell]:
         table += [Cell(network, method=m, preset="tuned", **base[network]) for m in BOTH if m in PRESETS["tuned"]]
         table += [Cell(network, method=m, **base[network]) for m in ("l1", "fpgm", "lasso")]
         table += [Cell(network, method=m, **{**base[network], **variant}) for m, variant in VARIANTS]
-    for network in NETWORKS:
-        table += [Cell(network, method=m, **{**base[network], **variant}) for m, variant in SLOW_VARIANTS]
     return table

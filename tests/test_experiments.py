@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -260,3 +261,15 @@ def test_missing_weights_and_unwritable_results_are_refused(tmp_path):
     result = run_cli("experiments", "run", str(write_table(tmp_path)), "--scale", "smoke",
                      "--results", str(tmp_path / "file"), "--work", str(tmp_path / "w"))
     assert result.returncode == 2 and "--results folder" in result.stderr and "not writable" in result.stderr
+
+
+def test_the_solvers_table_solves_each_studys_paper_settings_cell_with_spg():
+    study = {cell.id: cell for cell in load_table("study", "cpu")}
+    solvers = load_table("solvers", "cpu")
+    assert sorted((cell.model, cell.method) for cell in solvers) == [
+        ("resnet56", "sglp"), ("resnet56", "stlp"), ("vgg16", "sglp"), ("vgg16", "stlp")]
+    for cell in solvers:
+        assert cell.options == (("solver", "spg"),)
+        exact = study[replace(cell, options=()).id]
+        assert (exact.preset, exact.kernel, exact.direction) == ("paper", "laplacian", "rows")
+    assert load_table("solvers", "smoke") == []

@@ -1,0 +1,23 @@
+"""The smoothed solver against the exact one, at the network level: the settings study's sGLP-IB and sTLP-IB cells
+at the paper's settings, solved with SPG (the paper's solver) instead of the exact primal-dual method.
+
+The exact solver's cells are the study's own (``experiments/study.py``); each cell here differs from one of them
+in the solver alone, so the two keep comparable channels and top-1 (notebook 18, "Beyond the paper"). SPG takes
+10-20 minutes a seed on ResNet-56, so these cells are a table of their own, run after Table 1's; none runs at
+the smoke scale.
+
+    python -m ibprune_lib experiments run solvers --scale cpu
+"""
+
+from dataclasses import replace
+
+from ibprune_lib.experiments import Cell, load_table
+
+
+def cells(scale: str) -> list[Cell]:
+    if scale == "smoke":
+        return []
+    exact = [cell for cell in load_table("study", scale)
+             if cell.method in ("sglp", "stlp") and cell == replace(cell, preset="paper", kernel="laplacian",
+                                                                   direction="rows", options=())]  # fmt: skip
+    return [replace(cell, options=(("solver", "spg"),)) for cell in exact]
