@@ -4,6 +4,7 @@ from torch import nn
 
 from ibprune_lib.models import get_model, input_size
 from ibprune_lib.pruning import FEATURE_KINDS, capture, prunable_layers
+from ibprune_lib.pruning.capture import _stack
 
 
 def names(layers):
@@ -97,3 +98,14 @@ def test_capture_of_a_branch_output_reads_its_slice_of_the_concatenation_and_eve
     torch.testing.assert_close(features.inputs, a3[:, 64:192])
     torch.testing.assert_close(features.outputs, torch.cat(responses, dim=1))
     assert features.outputs.shape[1] == 128 + 128 + 32 + 64
+
+
+def test_consumers_of_different_sizes_stack_as_their_position_means():
+    conv, stride2, linear = torch.randn(2, 3, 4, 4), torch.randn(2, 2, 2, 2), torch.randn(2, 5)
+    assert torch.equal(_stack([conv]), conv)
+    assert torch.equal(_stack([conv, conv]), torch.cat([conv, conv], dim=1))  # same size: kept as maps
+    mixed = _stack([conv, stride2, linear])
+    assert mixed.shape == (2, 10)
+    assert torch.allclose(mixed[:, :3], conv.mean(dim=(2, 3)))
+    assert torch.allclose(mixed[:, 3:5], stride2.mean(dim=(2, 3)))
+    assert torch.equal(mixed[:, 5:], linear)
