@@ -7,6 +7,7 @@ import os
 import re
 import sys
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
 import torch
@@ -302,11 +303,26 @@ def _print_report(report: dict, name: str, args, test_images: int) -> None:
                                                       "; --recalibrate-bn is a quick, training-free first estimate"))
 
 
+def _parse_until(text: str) -> float:
+    """``--until``'s time, ``HH:MM`` (today, local time) or an ISO 8601 date and time, as ``time.time()`` seconds."""
+    try:
+        clock = datetime.strptime(text, "%H:%M")
+        moment = datetime.now().replace(hour=clock.hour, minute=clock.minute, second=0, microsecond=0)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"--until {text!r} is not a time: give HH:MM (today) or an ISO date and time, "
+                             "e.g. 2026-12-02T20:30") from None
+    return moment.timestamp()
+
+
 def _experiments(args) -> int:
     from .experiments import NOT_RUN_HERE, Grid, compute_left
     from .train import resolve_device
 
     grid = Grid(args.table, args.scale, results=args.results, work=args.work)
+    until = None if args.until is None else _parse_until(args.until)
     if args.action == "list":
         for cell in grid.select(args.cell):
             target = (f"flops {cell.target_flops}" if cell.target_flops is not None else f"params {cell.target_params}")
@@ -328,10 +344,10 @@ def _experiments(args) -> int:
         shown = [f"{v} {k}" for k, v in tally.items() if v or k != NOT_RUN_HERE]
         print(f"{grid.name} ({grid.scale}): " + ", ".join(shown)
               + f"; about {seconds / 3600:.1f} h of compute left at the measured rate"
-              + (f" (+ {unknown} cell(s) of a network not measured yet)" if unknown else ""))
+              + (f" (+ {unknown} cell(s) of a network and fine-tuning length not measured yet)" if unknown else ""))
         return 0
     device = resolve_device(args.device)
-    outcomes = grid.run(grid.select(args.cell), device, progress=not args.no_progress)
+    outcomes = grid.run(grid.select(args.cell), device, progress=not args.no_progress, until=until)
     failed = [cell.id for cell, outcome in outcomes if outcome.startswith("failed")]
     print(f"{grid.name} ({grid.scale}): " + ", ".join(
         f"{sum(o.startswith(k) for _, o in outcomes)} {k}" for k in ("done", "skipped", "failed", NOT_RUN_HERE)
@@ -452,6 +468,10 @@ def build_parser() -> argparse.ArgumentParser:
                              help="working files (checkpoints, locks): <work>/<scale>/<table>/ (default: "
                                   "$IBPRUNE_WORK or runs/; keep it outside the work tree to survive a fresh clone)")
     experiments.add_argument("--no-progress", action="store_true", help="no progress bars (log files)")
+    experiments.add_argument("--until", default=None,
+                             help="run: start no cell expected to end after this time, HH:MM (today) or ISO date "
+                                  "and time, e.g. when the machine goes away (expected: the mean wall time of the "
+                                  "table's done cells of the same network and fine-tuning length)")
     experiments.set_defaults(run=_experiments)
     return parser
 

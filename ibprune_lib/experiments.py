@@ -197,6 +197,10 @@ class Protocol:
     def describe(self) -> dict:
         return {**asdict(self), "finetune": {k: v for k, v in asdict(self.finetune).items() if k != "model"}}
 
+    def finetune_epochs(self, cell: Cell) -> int:
+        """The epochs ``cell`` is fine-tuned for: its own, else the recipe's."""
+        return self.finetune.epochs if cell.finetune_epochs is None else cell.finetune_epochs
+
 
 _FINETUNE = dict(momentum=0.9, nesterov=True, weight_decay=5e-4, batch_size=128, schedule="onecycle", seed=0)
 PROTOCOLS = {
@@ -302,6 +306,15 @@ class Grid:
             raise ValueError(f"unknown --cell {unknown[0]!r} in {self.name}: `experiments list {self.name}` shows the ids")
         return [known[i] for i in cell_ids]
 
+    def expected_seconds(self, cell: Cell) -> float | None:
+        """The mean wall time of this grid's done cells of the same network and fine-tuning length, or None when
+        none has run."""
+        epochs = self.protocol.finetune_epochs(cell)
+        measured = [result["seconds"]["total"] for other in self.cells
+                    if other.model == cell.model and self.protocol.finetune_epochs(other) == epochs
+                    and (result := self.read(other)) is not None]  # fmt: skip
+        return sum(measured) / len(measured) if measured else None
+
     def state(self, cell: Cell) -> dict:
         """``{"state": done|running|failed|to do, "detail": str}`` of one cell."""
         result = self.read(cell)
@@ -339,12 +352,22 @@ class Grid:
         return json.loads(path.read_text()) if path.is_file() else None
 
     def run(
-        self, cells: list[Cell], device: torch.device = torch.device("cpu"), progress: bool = True
+        self, cells: list[Cell], device: torch.device = torch.device("cpu"), progress: bool = True,
+        until: float | None = None,
     ) -> list[tuple[Cell, str]]:
         """Run every cell of ``cells`` that is neither done nor held by another runner.
 
+        Args:
+            cells: the cells to run, in order.
+            device: where they run.
+            progress: progress bars.
+            until: a time (``time.time()`` seconds) no cell should end after: a cell whose expected wall time
+                (:meth:`expected_seconds`) would take it past it is left for a later run; a cell of a kind not
+                measured yet starts regardless. A machine that goes away at a known time loses no half-run cell.
+
         Returns:
-            ``(cell, outcome)`` per cell: ``done``, ``skipped (done)``, ``skipped (running)`` or ``failed: …``.
+            ``(cell, outcome)`` per cell: ``done``, ``skipped (done)``, ``skipped (running)``,
+            ``skipped (would end after --until)`` or ``failed: …``.
         """
         self.check_writable()
         for cell in cells:
@@ -368,6 +391,10 @@ class Grid:
                 continue
             if not cell.runs_on(device):
                 outcomes.append((cell, f"{NOT_RUN_HERE}: needs --device {cell.needs}"))
+                continue
+            expected = self.expected_seconds(cell) if until is not None else None
+            if expected is not None and time.time() + expected > until:
+                outcomes.append((cell, "skipped (would end after --until)"))
                 continue
             lock = _try_lock(self._lock_path(cell))
             if lock is None:
@@ -537,7 +564,7 @@ def run_cell(
     tic = time.perf_counter()
     finetuned = load_model(pruned_file).module
     finetuned.to(device)
-    epochs = protocol.finetune.epochs if cell.finetune_epochs is None else cell.finetune_epochs
+    epochs = protocol.finetune_epochs(cell)
     history, top1_finetuned = None, None
     if epochs:
         config = TrainConfig(**{**asdict(protocol.finetune), "model": name, "seed": seeds[0], "epochs": epochs})
@@ -586,21 +613,18 @@ def run_cell(
 
 
 def compute_left(grid: Grid, states: dict[str, dict]) -> tuple[float, int]:
-    """Seconds still needed for the cells to do here, at the rate measured on done cells of the same model
-    (cells not run here are left out).
+    """Seconds still needed for the cells to do here, each at its expected wall time (:meth:`Grid.expected_seconds`;
+    cells not run here are left out).
 
     Returns:
-        (seconds, number of undone cells whose model has no measurement yet).
+        (seconds, number of undone cells of a kind with no measurement yet).
     """
-    measured: dict[str, list[float]] = {}
-    for cell in grid.cells:
-        if states[cell.id]["state"] == "done":
-            measured.setdefault(cell.model, []).append(states[cell.id]["seconds"])
     seconds, unknown = 0.0, 0
     for cell in grid.cells:
         if states[cell.id]["state"] not in ("done", NOT_RUN_HERE):
-            if cell.model in measured:
-                seconds += sum(measured[cell.model]) / len(measured[cell.model])
-            else:
+            expected = grid.expected_seconds(cell)
+            if expected is None:
                 unknown += 1
+            else:
+                seconds += expected
     return seconds, unknown

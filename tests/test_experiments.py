@@ -229,6 +229,28 @@ def test_a_cell_held_by_another_runner_is_skipped_and_shown_running(tmp_path):
     assert grid.state(cell)["state"] == "to do"
 
 
+def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path):
+    text = TABLE.replace('method="l1", target_flops=0.6)]', 'method="l1", target_flops=0.6), Cell("resnet56", '
+                         'weights="weights:resnet56-4bfd9763.th", method="fpgm", target_flops=0.6), Cell("resnet56", '
+                         'weights="weights:resnet56-4bfd9763.th", method="random", target_flops=0.6, finetune_epochs=0)]')
+    grid = Grid(str(write_table(tmp_path, text)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
+    done, same_kind, shorter = grid.cells
+    grid.result_path(done).parent.mkdir(parents=True)
+    grid.result_path(done).write_text(json.dumps({"seconds": {"total": 3600.0}}))
+    assert grid.expected_seconds(same_kind) == 3600.0 and grid.expected_seconds(shorter) is None
+    states = {done.id: {"state": "done"}, same_kind.id: {"state": "to do"}, shorter.id: {"state": "to do"}}
+    assert experiments.compute_left(grid, states) == (3600.0, 1)
+    held = [_try_lock(grid._lock_path(cell)) for cell in (same_kind, shorter)]  # so that nothing actually runs
+    try:
+        soon = grid.run([same_kind, shorter], torch.device("cpu"), progress=False, until=time.time() + 60)
+        assert soon == [(same_kind, "skipped (would end after --until)"), (shorter, "skipped (running)")]
+        later = grid.run([same_kind], torch.device("cpu"), progress=False, until=time.time() + 7200)
+        assert later == [(same_kind, "skipped (running)")]  # it fits: the runner goes on to take its lock
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
 def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path, shared_weights):
     table = write_table(tmp_path, TABLE.replace('"resnet56", weights', '"resnet20", weights'))  # wrong weights
     grid = Grid(str(table), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
@@ -245,6 +267,7 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path, shared_weight
     (["run", "table1", "--cell", "nope"], "unknown --cell 'nope'"),
     (["run", "table1", "--device", "cuda:7"], "--device cuda:7: this machine has"),
     (["run", "table1", "--device", "tpu"], "--device 'tpu'"),
+    (["run", "table1", "--until", "soon"], "--until 'soon' is not a time: give HH:MM (today) or an ISO date"),
 ])
 def test_bad_input_is_one_line_before_any_work(tmp_path, args, message):
     result = run_cli("experiments", *args, "--scale", "smoke", "--results", str(tmp_path / "r"),
