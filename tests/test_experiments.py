@@ -230,9 +230,10 @@ def test_a_cell_held_by_another_runner_is_skipped_and_shown_running(tmp_path):
 
 
 def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path):
-    text = TABLE.replace('method="l1", target_flops=0.6)]', 'method="l1", target_flops=0.6), Cell("resnet56", '
-                         'weights="weights:resnet56-4bfd9763.th", method="fpgm", target_flops=0.6), Cell("resnet56", '
-                         'weights="weights:resnet56-4bfd9763.th", method="random", target_flops=0.6, finetune_epochs=0)]')
+    weights = 'weights="weights:resnet56-4bfd9763.th"'
+    more = (f'Cell("resnet56", {weights}, method="fpgm", target_flops=0.6), '
+            f'Cell("resnet56", {weights}, method="random", target_flops=0.6, finetune_epochs=0)]')
+    text = TABLE.replace('method="l1", target_flops=0.6)]', f'method="l1", target_flops=0.6), {more}')
     grid = Grid(str(write_table(tmp_path, text)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
     done, same_kind, shorter = grid.cells
     grid.result_path(done).parent.mkdir(parents=True)
