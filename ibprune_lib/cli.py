@@ -6,6 +6,7 @@ import argparse
 import os
 import re
 import sys
+import textwrap
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -268,7 +269,9 @@ def _prune(args) -> int:
 
 
 KEPT_WHOLE_SHOWN = 12
-"""How many of the convs kept whole the prune summary lists (the report file lists them all)."""
+"""How many reasons for keeping convs whole the prune summary lists (the report file lists every conv)."""
+KEPT_WHOLE_WIDTH = 90
+"""Characters of a reason the prune summary prints (a residual group's reason names every conv of it)."""
 
 
 def _print_report(report: dict, name: str, args, test_images: int) -> None:
@@ -280,11 +283,15 @@ def _print_report(report: dict, name: str, args, test_images: int) -> None:
         print(f"{layer['name']:<24} {layer['kept']:>5}/{layer['channels']:<5} {lam:>10} {solves:>6} {layer['seconds']:>8.2f}")
     if report["kept_whole"]:
         print(f"kept whole ({len(report['kept_whole'])} convs):")
-        shown = list(report["kept_whole"].items())[:KEPT_WHOLE_SHOWN]
-        for conv, reason in shown:
-            print(f"  {conv:<22} {reason}")
-        if len(report["kept_whole"]) > len(shown):
-            print(f"  ... and {len(report['kept_whole']) - len(shown)} more, all in {args.out}.json")
+        by_reason = {}  # the convs of one residual group, or the skipped ones, share one line
+        for conv, reason in report["kept_whole"].items():
+            by_reason.setdefault(reason, []).append(conv)
+        shown = list(by_reason.items())[:KEPT_WHOLE_SHOWN]
+        for reason, convs in shown:
+            label = convs[0] if len(convs) == 1 else f"{convs[0]} and {len(convs) - 1} more"
+            print(f"  {label:<26} {textwrap.shorten(reason, KEPT_WHOLE_WIDTH, placeholder=' …')}")
+        if len(by_reason) > len(shown) or any(len(reason) > KEPT_WHOLE_WIDTH for reason in by_reason):
+            print(f"  every conv and reason in full: {args.out}.json")
     totals = report["totals"]
     print(f"{name} {args.method}: {totals['macs_before'] / 1e6:.2f}M -> {totals['macs_after'] / 1e6:.2f}M MACs "
           f"({100 * totals['macs_ratio']:.1f}% kept), {totals['params_before'] / 1e6:.3f}M -> "

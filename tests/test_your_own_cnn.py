@@ -94,8 +94,9 @@ def test_mobilenet_v2_prunes_fine_tunes_and_reloads_and_says_what_it_kept_whole(
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the caller's model is untouched
     assert result.report["input_size"] == [3, 32, 32] and result.report["model"] == "MobileNetV2"
     kept_whole = result.report["kept_whole"]
-    assert "depthwise" in kept_whole["features.2.conv.1.0"] and "coupled with features.3.conv.2" in kept_whole[
-        "features.2.conv.2"]
+    assert "depthwise" in kept_whole["features.2.conv.1.0"]
+    assert kept_whole["features.2.conv.2"] == kept_whole["features.3.conv.2"] == (
+        "its channels are coupled by a residual addition: features.2.conv.2, features.3.conv.2")
     # an expanding conv is pruned through the depthwise conv it feeds: 20 candidate layers, not 3
     layers = {layer.name: layer for layer in survey_layers(model, (3, 32, 32), skip_first=0).prunable}
     assert len(layers) == 20 and layers["features.2.conv.0.0"].consumer_name == "features.2.conv.2"
@@ -152,7 +153,9 @@ def test_the_command_line_prunes_a_torchvision_resnet18_on_an_image_folder(folde
                  "--recalibrate-bn", 2, "--finetune-epochs", 1, "--out", out)
     assert result.returncode == 0, result.stderr
     assert "test top-1 unpruned" in result.stdout and "layer1.0.conv1" in result.stdout
-    assert re.search(r"\n  conv1 +its channels are coupled with layer1.0.conv2, layer1.1.conv2", result.stdout)
+    # a residual group is one line: its first conv, how many more, and the reason naming them all
+    assert re.search(r"\n  conv1 and 2 more +its channels are coupled by a residual addition: conv1, layer1.0.conv2, "
+                     r"layer1.1.conv2\n", result.stdout)
     report = json.loads(out.with_name("pruned.pt.json").read_text())
     assert report["settings"]["data"] == f"image folder {folder}" and set(report["stages"]) == {
         "unpruned", "pruned", "recalibrated", "finetuned"}

@@ -129,8 +129,8 @@ def _reason_left_out(
     producers = [m for m, side, _ in touched
                  if side == "prune_out_channels" and not isinstance(m, nn.BatchNorm2d) and not _is_depthwise(m)]
     if len(producers) > 1:
-        others = ", ".join(sorted(names[m] for m in producers if m is not conv))
-        return f"its channels are coupled with {others} (a residual addition)"
+        group = ", ".join(sorted(names[m] for m in producers))  # the same text for every conv of the group
+        return f"its channels are coupled by a residual addition: {group}"
     if not isinstance(_single_successor(dg, conv), nn.BatchNorm2d):
         return "no BatchNorm2d right after it"
     consumers = [(m, indices) for m, side, indices in touched if side == "prune_in_channels"]
