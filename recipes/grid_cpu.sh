@@ -6,10 +6,10 @@
 # UNTIL=HH:MM (or an ISO date and time) starts no cell expected to end after it: set it to when the machine goes
 # away, and no half-run cell is lost (a cell of a kind not measured yet starts regardless).
 #   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [UNTIL=...] recipes/grid_cpu.sh [TABLE ...]
-#   (default tables: table1 study solvers ablations)
+#   (default tables: table1 presets study solvers ablations)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if (( $# )); then tables=("$@"); else tables=(table1 study solvers ablations); fi
+if (( $# )); then tables=("$@"); else tables=(table1 presets study solvers ablations); fi
 mkdir -p runs
 python=${PYTHON:-.venv/bin/python}
 export UNTIL=${UNTIL:-}

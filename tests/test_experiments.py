@@ -26,7 +26,7 @@ from ibprune_lib.experiments import (
     load_table,
 )
 from ibprune_lib.provenance import REPO_ROOT
-from ibprune_lib.selection import PRESETS
+from ibprune_lib.selection import PRESETS, preset_settings
 
 TABLE = '''
 from ibprune_lib.experiments import Cell
@@ -297,3 +297,14 @@ def test_the_solvers_table_solves_each_studys_paper_settings_cell_with_spg():
         exact = study[replace(cell, options=()).id]
         assert (exact.preset, exact.kernel, exact.direction) == ("paper", "laplacian", "rows")
     assert load_table("solvers", "smoke") == []
+
+
+def test_the_presets_table_is_table1s_cells_of_the_tuned_methods_with_the_tuned_preset_alone():
+    table1 = {cell.id: cell for cell in load_table("table1", "cpu")}
+    presets = load_table("presets", "cpu")
+    assert sorted((cell.model, cell.method) for cell in presets) == [("resnet56", "stlp"), ("vgg16", "stlp")]
+    for cell in presets:
+        assert cell.preset == "tuned" and cell.selection_settings() == preset_settings("tuned", "stlp")
+        paper = table1[replace(cell, preset="paper").id]  # Table 1 holds the same cell with the paper's settings
+        assert (paper.widths, paper.finetune_epochs) == ("uniform", None)
+    assert load_table("presets", "smoke") == []
