@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import tarfile
 import urllib.error
 import zlib
@@ -174,9 +175,13 @@ def _from_torchvision(name: str, folder: Path, download: bool) -> ImageData:
 
 def jpeg_cache_path(archive: Path) -> Path:
     """Where the decoded arrays of a JPEG archive are cached: beside it (``<archive stem>.npz``) when that
-    folder is writable, else under ``$XDG_CACHE_HOME/ibprune`` (default ``~/.cache/ibprune``)."""
+    folder is writable, else under ``$XDG_CACHE_HOME/ibprune`` (default ``~/.cache/ibprune``).
+
+    A folder without write bits counts as read-only even for root, who could write into it: it is somebody's
+    read-only copy (a shared data folder), not a place for a 185 MB cache."""
     name = archive.name.removesuffix(".tar.gz") + ".npz"
-    if os.access(archive.parent, os.W_OK):
+    write_bits = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+    if os.access(archive.parent, os.W_OK) and archive.parent.stat().st_mode & write_bits:
         return archive.parent / name
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ibprune" / name
 
