@@ -200,3 +200,14 @@ def test_a_selection_that_fails_names_its_layer():
     with pytest.raises(ValueError, match=r"^sglp on layer layer1\.2\.conv1 \(3 of 16 kept\): max_solves must be"):
         prune(get_model("resnet20").eval(), images, method="sglp", keep_counts=[3] * 7, skip_first=2, max_solves=1,
               progress=False)
+
+
+def test_eval_and_prune_refuse_a_model_with_other_outputs_than_the_datasets_classes(folder, shared_weights, run):
+    # the shared CIFAR-10 ResNet-20 has 10 outputs, the folder 3 classes: a top-1 would mean nothing
+    weights = shared_weights / "resnet20-12fca82f.th"
+    result = run("eval", "--model", "resnet20", "--weights", weights, "--data-folder", folder, "--image-size", 32)
+    assert result.returncode == 2 and "resnet20 has 10 outputs but" in result.stderr and "3 classes" in result.stderr
+    result = run("prune", "--model", "resnet20", "--weights", weights, "--data-folder", folder, "--image-size", 32,
+                 "--method", "l1", "--target-flops", 0.6, "--batch-size", 16, "--out", folder.parent / "p.pt")
+    assert result.returncode == 2 and "Fix: pass the --dataset (or --data-folder)" in result.stderr
+    assert not (folder.parent / "p.pt").exists()
