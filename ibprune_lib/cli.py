@@ -85,18 +85,6 @@ def _load_data(args):
     return load_cifar(args.dataset or "cifar10", args.data, args.download)
 
 
-def _check_outputs_match_classes(model: torch.nn.Module, name: str, data) -> None:
-    """Refuse, in one line, a model whose classifier (its last ``nn.Linear``) has another number of outputs than
-    the dataset has classes: its top-1 would be a number that means nothing (a 10-class network scores about
-    10% on CIFAR-100 by chance)."""
-    heads = [module for module in model.modules() if isinstance(module, torch.nn.Linear)]
-    if heads and heads[-1].out_features != data.num_classes:
-        raise ValueError(
-            f"{name} has {heads[-1].out_features} outputs but {data.label} has {data.num_classes} classes. Fix: pass "
-            f"the --dataset (or --data-folder) its weights were trained on, or weights trained on {data.label}"
-        )
-
-
 # Library errors name Python parameters; the command line names its flags instead.
 PYTHON_NAMES_AS_FLAGS = {
     "target_flops": "--target-flops", "target_params": "--target-params", "skip_first": "--skip-first",
@@ -150,14 +138,14 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from .models import load_model
+    from .models import check_outputs, load_model
     from .train import evaluate, resolve_device
 
     _check_at_least(("--test-subset", args.test_subset, 1))
     device = resolve_device(args.device)
     data = _load_data(args)
     model, name, _, saved_normalization = load_model(args.weights, args.model, data.num_classes)
-    _check_outputs_match_classes(model, name, data)
+    check_outputs(model, name, data.num_classes, data.label)
     model.to(device)
     n = args.test_subset or len(data.x_test)
     top1 = evaluate(model.to(memory_format=torch.channels_last), data.x_test[:n], data.y_test[:n],
@@ -201,7 +189,7 @@ def _check_at_least(*checks: tuple[str, int | None, int]) -> None:
 
 def _prune(args) -> int:
     from .data import calibration_batch
-    from .models import load_model, save_model
+    from .models import check_outputs, load_model, save_model
     from .provenance import check_output_file, save_json
     from .pruning import finetune, prune
     from .pruning.pipeline import check_options
@@ -229,7 +217,7 @@ def _prune(args) -> int:
     device = resolve_device(args.device)
     data = _load_data(args)
     model, name, _, saved_normalization = load_model(args.weights, args.model, data.num_classes)
-    _check_outputs_match_classes(model, name, data)
+    check_outputs(model, name, data.num_classes, data.label)
     normalization = args.normalization or saved_normalization
     model.to(device)
     if args.batch_size > len(data.x_train):

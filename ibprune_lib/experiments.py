@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from .counting import count
 from .data import NUM_CLASSES, ImageData, calibration_batch, load_cifar
 from .download import PRETRAINED, pretrained_weights
-from .models import get_model, input_size, load_model, save_model, weights_dir
+from .models import check_outputs, get_model, input_size, load_model, save_model, weights_dir
 from .provenance import REPO_ROOT, git_commit, provenance, save_json
 from .pruning import prune
 from .pruning.pipeline import check_options
@@ -469,6 +469,7 @@ def _starting_model(cell: Cell) -> tuple[torch.nn.Module, str, tuple[int, int, i
         torch.manual_seed(0)
         return get_model(cell.model, num_classes).eval(), cell.model, input_size(cell.model)
     model, name, size, _ = load_model(cell.weights_path(), cell.model, num_classes)
+    check_outputs(model, name, num_classes, cell.dataset)
     return model, name, size
 
 

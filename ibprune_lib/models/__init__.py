@@ -236,6 +236,21 @@ def load_model(path: str | os.PathLike, name: str | None = None, num_classes: in
     return LoadedModel(load_weights(model, path, payload["state_dict"]).eval(), name, input_size(name), "imagenet")
 
 
+def check_outputs(model: nn.Module, name: str, num_classes: int, dataset: str) -> None:
+    """Refuse a model whose classifier (its last ``nn.Linear``) has another number of outputs than the dataset
+    has classes: its top-1 would mean nothing (a 10-class network scores about 10% on CIFAR-100 by chance).
+
+    Raises:
+        ValueError: one line naming both numbers and the fix.
+    """
+    heads = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    if heads and heads[-1].out_features != num_classes:
+        raise ValueError(
+            f"{name} has {heads[-1].out_features} outputs but {dataset} has {num_classes} classes. Fix: pass the "
+            f"--dataset (or --data-folder) its weights were trained on, or weights trained on {dataset}"
+        )
+
+
 def weights_dir() -> Path:
     """Where pretrained weights are looked for: ``$IBPRUNE_WEIGHTS`` or the repository's ``weights/``."""
     return Path(os.environ.get("IBPRUNE_WEIGHTS", Path(__file__).resolve().parents[2] / "weights"))
@@ -247,6 +262,7 @@ __all__ = [
     "CifarResNet",
     "GoogLeNet",
     "LoadedModel",
+    "check_outputs",
     "get_model",
     "is_model_name",
     "model_factory",
