@@ -8,6 +8,7 @@ from ibprune_lib.report import (
     NEEDS_GPU,
     NOT_RUN,
     cell_rows,
+    claims,
     kept_overlap,
     network_table,
     qualifying_settings,
@@ -139,3 +140,26 @@ def test_a_setting_qualifies_for_a_method_only_when_better_for_it_on_every_netwo
         ("resnet56", "sglp", "k-NN graph, k = 4", 65.0, 1.0),
     ])
     assert qualifying_settings(setting_effects(rows)) == {"stlp": ["linear kernel", "unit-norm columns: off"]}
+
+
+def _claim_rows(**top1):
+    """Rows of finished uniform-width cells of one network: method → (recalibrated mean, its sd, fine-tuned)."""
+    return pd.DataFrame([
+        {"model": "vgg16", "method": method, "widths": "uniform", "done": True, "unpruned": 92.0,
+         "recalibrated": recalibrated, "recalibrated_std": spread, "finetuned": finetuned}
+        for method, (recalibrated, spread, finetuned) in top1.items()
+    ])
+
+
+def test_a_claim_whose_gap_is_within_the_spread_over_seeds_neither_holds_nor_fails():
+    rows = _claim_rows(stlp=(60.0, 2.0, 91.2), sglp=(61.5, 1.0, 91.1), l1=(50.0, 0.1, 91.5))
+    recalibrated = dict(claims(rows, ["vgg16"], stage="recalibrated")[["claim", "verdict"]].values)
+    assert recalibrated["sTLP-IB ≥ sGLP-IB"] == "within the spread over seeds (60.00 vs 61.50)"
+    assert recalibrated["sTLP-IB above every other criterion"].startswith("holds (sTLP-IB 60.00, best other L1-norm")
+    finetuned = dict(claims(rows, ["vgg16"], stage="finetuned")[["claim", "verdict"]].values)  # one run: exact
+    assert finetuned["sTLP-IB ≥ sGLP-IB"] == "holds (91.20 vs 91.10)"
+    assert finetuned["sTLP-IB above every other criterion"].startswith("does not hold (sTLP-IB 91.20")
+    assert finetuned["sTLP-IB keeps the unpruned top-1 (Δ ≥ 0)"] == "does not hold (Δ -0.80)"
+    rows = _claim_rows(stlp=(58.0, 1.0, 91.2), sglp=(61.5, 1.0, 91.1))
+    verdict = dict(claims(rows, ["vgg16"], stage="recalibrated")[["claim", "verdict"]].values)["sTLP-IB ≥ sGLP-IB"]
+    assert verdict == "does not hold (58.00 vs 61.50)"
