@@ -50,3 +50,10 @@ def test_a_tidy_notebook_passes():
 ])
 def test_each_problem_is_found(cells, problem):
     assert any(problem in line for line in notebook_problems(cells))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_cell_has_a_unique_id(path):
+    # nbformat 4.5 requires cell ids: without them the book build warns that they will become a hard error
+    ids = [cell.get("id") for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids)
