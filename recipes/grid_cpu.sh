@@ -5,8 +5,8 @@
 # work tree keeps a half-finished cell across a fresh clone.
 # RUNNERS=N (default: one per core) starts N runners of the same tables, each with cores/N torch threads; the
 # grid's per-cell lock keeps them on different cells. The small convolutions of these CIFAR networks use two
-# threads poorly: two single-thread runners finish about 1.3-1.6x as many training steps on two cores as one
-# two-thread runner (benchmarks/results/grid_runners.json). A cell then takes longer, the grid less.
+# threads poorly: two single-thread runners finish more training steps on two cores than one two-thread runner
+# (benchmarks/results/grid_runners.json says how many more). A cell then takes longer, the grid less.
 # UNTIL=HH:MM (or an ISO date and time) starts no cell expected to end after it: set it to when the machine goes
 # away, and no half-run cell is lost (a cell of a kind not measured yet starts regardless). The expectation is
 # the mean of the done cells of the same kind, whatever their runners were: with several runners, set it early.
