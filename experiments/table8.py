@@ -3,8 +3,9 @@
 parameters land).
 
 CIFAR-100 here is the shared JPEG copy (quality 75, ``ibprune_lib.data``): every number says "CIFAR-100 (JPEG
-copy)". The network is a VGG-16 trained here on that copy by ``DATASET=cifar100 recipes/train_cpu.sh vgg16 25``
-(``results/cpu/baselines/vgg16-cifar100/``); until it exists the grid refuses the table in one line.
+copy)". The network is a VGG-16 trained here on that copy by
+``DATASET=cifar100 PRECISION=bf16 recipes/train_cpu.sh vgg16 20`` (``results/cpu/baselines/vgg16-cifar100/``);
+until it exists the grid refuses the table in one line.
 
     python -m ibprune_lib experiments run table8 --scale cpu
 """

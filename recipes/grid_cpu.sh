@@ -11,10 +11,10 @@
 # away, and no half-run cell is lost (a cell of a kind not measured yet starts regardless). The expectation is
 # the mean of the done cells of the same kind, whatever their runners were: with several runners, set it early.
 #   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [UNTIL=...] recipes/grid_cpu.sh [TABLE ...]
-#   (default tables: table1 presets study solvers ablations)
+#   (default tables: table1 table8 presets study solvers ablations; table8 once its CIFAR-100 baseline exists)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if (( $# )); then tables=("$@"); else tables=(table1 presets study solvers ablations); fi
+if (( $# )); then tables=("$@"); else tables=(table1 table8 presets study solvers ablations); fi
 cores=$(nproc)
 runners=${RUNNERS:-$cores}
 [[ $runners =~ ^[1-9][0-9]*$ ]] || { echo "RUNNERS=$runners: give a positive number of runners" >&2; exit 2; }
