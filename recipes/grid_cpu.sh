@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Start (or restart) the cpu-scale grid in the background, one table after another; each resumes cell by
-# cell, so rerunning this at the start of every session is safe. Log: runs/grid.log. Stop: kill the pids it prints.
+# cell, so rerunning this at the start of every session is safe. Log: $GRID_LOG (default runs/grid.log). Stop: kill
+# the pids it prints.
 # The working files (checkpoints of unfinished cells) go to $IBPRUNE_WORK, default runs/; a folder outside the
 # work tree keeps a half-finished cell across a fresh clone.
 # RUNNERS=N (default: one per core) starts N runners of the same tables, each with cores/N torch threads; the
@@ -10,7 +11,8 @@
 # UNTIL=HH:MM (or an ISO date and time) starts no cell expected to end after it: set it to when the machine goes
 # away, and no half-run cell is lost (a cell of a kind not measured yet starts regardless). The expectation is
 # the mean of the done cells of the same kind, whatever their runners were: with several runners, set it early.
-#   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [UNTIL=...] recipes/grid_cpu.sh [TABLE ...]
+#   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [UNTIL=...] [GRID_LOG=...] \
+#     recipes/grid_cpu.sh [TABLE ...]
 #   (default tables: table1 table8 presets study solvers ablations; table8 once its CIFAR-100 baseline exists)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,14 +21,15 @@ cores=$(nproc)
 runners=${RUNNERS:-$cores}
 [[ $runners =~ ^[1-9][0-9]*$ ]] || { echo "RUNNERS=$runners: give a positive number of runners" >&2; exit 2; }
 threads=$(( cores / runners > 0 ? cores / runners : 1 ))
-mkdir -p runs
+log=${GRID_LOG:-runs/grid.log}
+mkdir -p "$(dirname "$log")"
 python=${PYTHON:-.venv/bin/python}
 export UNTIL=${UNTIL:-}
 pids=()
-for runner in $(seq "$runners"); do
+for ((i = 0; i < runners; i++)); do
   OMP_NUM_THREADS=$threads nohup bash -c 'for table in "$@"; do
     "'"$python"'" -m ibprune_lib experiments run "$table" --scale cpu --no-progress ${UNTIL:+--until "$UNTIL"}; done' \
-    grid "${tables[@]}" >> runs/grid.log 2>&1 &
+    grid "${tables[@]}" >> "$log" 2>&1 &
   pids+=($!)
 done
-echo "grid running as pids ${pids[*]} ($runners runner(s) of $threads thread(s); tables: ${tables[*]}); log in runs/grid.log"
+echo "grid running as pids ${pids[*]} ($runners runner(s) of $threads thread(s); tables: ${tables[*]}); log in $log"

@@ -308,3 +308,34 @@ def test_the_presets_table_is_table1s_cells_of_the_tuned_methods_with_the_tuned_
         paper = table1[replace(cell, preset="paper").id]  # Table 1 holds the same cell with the paper's settings
         assert (paper.widths, paper.finetune_epochs) == ("uniform", None)
     assert load_table("presets", "smoke") == []
+
+
+GRID_CPU = REPO_ROOT / "recipes" / "grid_cpu.sh"
+
+
+def test_grid_cpu_starts_one_single_thread_runner_per_core_over_the_tables(tmp_path):
+    calls = tmp_path / "calls"
+    stub = tmp_path / "python"  # records each runner's threads and arguments instead of running the grid
+    stub.write_text(f'#!/bin/sh\necho "$OMP_NUM_THREADS $*" >> {calls}\n')
+    stub.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(stub), "RUNNERS": "2", "GRID_LOG": str(tmp_path / "grid.log"), "UNTIL": ""}
+    started = subprocess.run(["bash", str(GRID_CPU), "table1", "presets"], env=env, capture_output=True, text=True)
+    assert started.returncode == 0, started.stderr
+    deadline = time.time() + 30
+    while time.time() < deadline and (not calls.is_file() or len(calls.read_text().splitlines()) < 4):
+        time.sleep(0.1)
+    threads = max(len(os.sched_getaffinity(0)) // 2, 1)  # as nproc counts them
+    run = "-m ibprune_lib experiments run {} --scale cpu --no-progress"
+    assert sorted(calls.read_text().splitlines()) == sorted(
+        [f"{threads} {run.format('table1')}"] * 2 + [f"{threads} {run.format('presets')}"] * 2
+    )
+    assert f"2 runner(s) of {threads} thread(s)" in started.stdout
+
+
+@pytest.mark.parametrize("runners", ["0", "two"])
+def test_grid_cpu_refuses_a_bad_runner_count_in_one_line(tmp_path, runners):
+    env = {**os.environ, "PYTHON": str(tmp_path / "never-run"), "RUNNERS": runners, "GRID_LOG": str(tmp_path / "log")}
+    refused = subprocess.run(["bash", str(GRID_CPU)], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == f"RUNNERS={runners}: give a positive number of runners"
+    assert not (tmp_path / "log").exists()
