@@ -17,9 +17,8 @@ import statistics
 import time
 
 import torch
-from torch.nn import functional as F
 
-from common import record
+from common import record, step_seconds
 
 from ibprune_lib.experiments import PROTOCOLS, load_table
 from ibprune_lib.models import get_model
@@ -49,22 +48,13 @@ def time_steps(model: torch.nn.Module, threads: int, steps: int, warmup: int, st
     images = torch.randn(RECIPE.batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (RECIPE.batch_size,))
 
-    def step() -> float:
-        began = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=RECIPE.precision == "bf16"):
-            logits = model(images)
-        loss = F.cross_entropy(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return time.perf_counter() - began
-
+    bf16 = RECIPE.precision == "bf16"
     for _ in range(warmup):
-        step()
+        step_seconds(model, optimizer, images, labels, bf16)
     if start is not None:
         start.wait()
     began = time.perf_counter()
-    times = [step() for _ in range(steps)]
+    times = [step_seconds(model, optimizer, images, labels, bf16) for _ in range(steps)]
     return {"median_step_seconds": statistics.median(times), "wall_seconds": time.perf_counter() - began}
 
 

@@ -10,26 +10,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-from torch.nn import functional as F
 
-from common import add_common_arguments, calibration_images, record
+from common import add_common_arguments, calibration_images, record, step_seconds
 
 from ibprune_lib.models import get_model
-
-
-def step_seconds(model, optimizer, images, labels, bf16: bool) -> float:
-    """Wall time of one SGD step (forward, loss, backward, update)."""
-    start = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        logits = model(images)
-    loss = F.cross_entropy(logits.float(), labels)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return time.perf_counter() - start
 
 
 def main() -> None:

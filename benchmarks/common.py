@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ibprune_lib.data import calibration_batch, load_cifar, normalise
 from ibprune_lib.models import get_model, load_weights, weights_dir
@@ -53,6 +55,18 @@ def load_model(model_name: str, weights: str | os.PathLike | None = None) -> tup
         path = Path(weights).resolve()
         return model.eval(), str(path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path.name)
     return model.eval(), "random init (no checkpoint found)"
+
+
+def step_seconds(model: nn.Module, optimizer, images: torch.Tensor, labels: torch.Tensor, bf16: bool) -> float:
+    """Wall time of one SGD step (forward, optionally under bf16 autocast; loss; backward; update)."""
+    start = time.perf_counter()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(images)
+    loss = F.cross_entropy(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return time.perf_counter() - start
 
 
 def add_common_arguments(parser) -> None:
