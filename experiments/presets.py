@@ -22,5 +22,6 @@ def cells(scale: str) -> list[Cell]:
     if scale == "smoke":
         return []
     paper = [cell for cell in load_table("table1", scale)
-             if cell.model in NETWORKS and cell.widths == "uniform" and cell.method in PRESETS["tuned"]]
+             if cell.model in NETWORKS and cell.widths == "uniform" and cell.method in PRESETS["tuned"]
+             and cell.finetune_seed is None]
     return [replace(cell, preset="tuned") for cell in paper]

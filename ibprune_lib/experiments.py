@@ -29,7 +29,7 @@ import json
 import os
 import time
 import traceback
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from .train import TrainConfig, evaluate, fit, recalibrate_batchnorm
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 SCALES = ("smoke", "cpu", "paper")
 CODE_COMMIT = git_commit()  # the code this process runs, even if HEAD moves while a long grid trains
-LATER_FIELDS = ("use_gram", "finetune_epochs", "needs", "options")
+LATER_FIELDS = ("use_gram", "finetune_epochs", "finetune_seed", "needs", "options")
 """Cell fields added after Table 1's first cells were committed: at their defaults they stay out of ``Cell.id``."""
 
 RAW_MAP_METHODS = ("sglp", "stlp", "lasso")
@@ -90,6 +90,10 @@ class Cell:
         use_gram: regress centred Gram matrices (the method) or the raw feature maps (an ablation).
         finetune_epochs: fine-tuning epochs instead of the scale's recipe (the ablations' short protocol); 0
             stops after BatchNorm recalibration (the settings study).
+        finetune_seed: the seed of the fine-tuning run (its data order, crops and flips); None: the first
+            calibration seed, as for every cell that predates it. A cell that differs from another only in this
+            and in keeping just the first calibration seed fine-tunes the same pruned network again
+            (``finetune_group``): Table 1's second ResNet-56 run.
         needs: ``"cuda"`` for a cell this project's CPU cannot afford (GoogLeNet: 33 minutes an epoch); a
             runner without ``--device cuda`` leaves it "not run here".
         options: (name, value) pairs of ``SELECTION_OPTIONS`` passed to the selection, over the preset's.
@@ -111,6 +115,7 @@ class Cell:
     preset: str = "paper"
     use_gram: bool = True
     finetune_epochs: int | None = None
+    finetune_seed: int | None = None
     needs: str | None = None
     options: tuple[tuple[str, Any], ...] = ()
 
@@ -131,6 +136,12 @@ class Cell:
         widths = "" if self.widths == "uniform" else f"-{self.widths}"
         return f"{self.model}-{self.method}{widths}-{digest}"
 
+    @property
+    def finetune_group(self) -> str:
+        """The id shared by the cells that fine-tune the same pruned network (the first calibration seed's),
+        whatever their fine-tuning seed and further calibration seeds."""
+        return replace(self, seeds=self.seeds[:1], finetune_seed=None).id
+
     def selection_settings(self) -> dict:
         """The kernel and selection options this cell prunes with: its preset's, its own ``options`` over them."""
         return preset_settings(self.preset, self.method, self.kernel if self.preset == "paper" else None,
@@ -148,6 +159,9 @@ class Cell:
         epochs = self.finetune_epochs
         if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0):
             raise ValueError(f"cell {self.id}: finetune_epochs must be an int >= 0 or None, got {epochs!r}")
+        seed = self.finetune_seed
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"cell {self.id}: finetune_seed must be an int >= 0 or None, got {seed!r}")
         unknown = [name for name, _ in self.options if name not in SELECTION_OPTIONS]
         if unknown:
             raise ValueError(f"cell {self.id}: unknown option {unknown[0]!r}: choose from "
@@ -568,7 +582,8 @@ def run_cell(
     epochs = protocol.finetune_epochs(cell)
     history, top1_finetuned = None, None
     if epochs:
-        config = TrainConfig(**{**asdict(protocol.finetune), "model": name, "seed": seeds[0], "epochs": epochs})
+        seed = seeds[0] if cell.finetune_seed is None else cell.finetune_seed
+        config = TrainConfig(**{**asdict(protocol.finetune), "model": name, "seed": seed, "epochs": epochs})
         history = fit(finetuned, data, config, checkpoint=work / "finetune.pt", test_subset=protocol.monitor_images,
                       progress=progress)
         top1_finetuned = evaluate(finetuned, x_test, y_test, name, progress=False)
@@ -603,7 +618,8 @@ def run_cell(
         },
         "selection_seconds": _mean_spread([r["selection_seconds"] for r in records]),
         "seeds": records,
-        "finetune": {"epochs": epochs, "history": history.history if history else [],
+        "finetune": {"epochs": epochs, "seed": config.seed if epochs else None,
+                     "history": history.history if history else [],
                      "wall_seconds": history.wall_seconds if history else 0.0},
         "seconds": {**stages["seconds"], "per_seed": [r["seconds"] for r in records], "finetune": finetune_seconds,
                     "total": stages["seconds"].get("unpruned_eval", 0.0) + sum(r["seconds"] for r in records)

@@ -27,6 +27,7 @@ from ibprune_lib.experiments import (
 )
 from ibprune_lib.provenance import REPO_ROOT
 from ibprune_lib.selection import PRESETS, preset_settings
+from ibprune_lib.train import state_fingerprint
 
 TABLE = '''
 from ibprune_lib.experiments import Cell
@@ -74,6 +75,8 @@ def test_fields_added_later_keep_the_ids_of_committed_cells():
 def test_a_bad_ablation_cell_is_refused():
     with pytest.raises(ValueError, match="finetune_epochs must be an int >= 0"):
         Cell("vgg16", weights="w.pt", method="sglp", target_params=0.15, finetune_epochs=-1).check()
+    with pytest.raises(ValueError, match="finetune_seed must be an int >= 0 or None, got -1"):
+        Cell("vgg16", weights="w.pt", method="sglp", target_params=0.15, finetune_seed=-1).check()
     with pytest.raises(ValueError, match="use_gram=False is for sglp, stlp, lasso, not apib"):
         Cell("vgg16", weights="w.pt", method="apib", target_params=0.15, use_gram=False).check()
     with pytest.raises(ValueError, match="unknown preset 'best': choose one of paper, tuned"):
@@ -108,6 +111,27 @@ def test_the_unpruned_top1_is_evaluated_once_per_network_and_test_set(tmp_path, 
     assert evaluated == [6, 4, 6]  # no memo: evaluated every time
 
 
+TWO_RUNS = '''
+from ibprune_lib.experiments import UNTRAINED, Cell
+
+def cells(scale):
+    cell = dict(weights=UNTRAINED, method="l1", target_flops=0.5, finetune_epochs=1)
+    return [Cell("resnet20", seeds=(0, 1), **cell), Cell("resnet20", seeds=(0,), finetune_seed=3, **cell)]
+'''
+
+
+def test_a_second_fine_tuning_run_fine_tunes_the_same_pruned_network_in_another_order(tmp_path, monkeypatch):
+    started = []
+    fit = experiments.fit
+    monkeypatch.setattr(experiments, "fit", lambda model, data, config, **kwargs: started.append(
+        (state_fingerprint(model), config.seed)) or fit(model, data, config, **kwargs))
+    grid = Grid(str(write_table(tmp_path, TWO_RUNS)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
+    assert [outcome for _, outcome in grid.run(grid.cells, torch.device("cpu"), progress=False)] == ["done", "done"]
+    (first, first_seed), (again, again_seed) = started
+    assert first == again and (first_seed, again_seed) == (0, 3)
+    assert [grid.read(cell)["finetune"]["seed"] for cell in grid.cells] == [0, 3]
+
+
 def test_the_ablations_smoke_cell_regresses_raw_maps_and_fine_tunes_for_its_own_epochs(tmp_path, shared_weights):
     done = run_cli("experiments", "run", "ablations", *grid_args(Path("ablations.py"), tmp_path)[1:])
     assert done.returncode == 0, done.stderr
@@ -130,7 +154,7 @@ def test_the_study_smoke_cell_passes_its_option_and_stops_after_recalibration(tm
     assert outcome[1] == "done" and calls and set(calls) == {4}
     result = grid.read(grid.cells[0])
     assert result["stages"]["finetuned"] is None
-    assert result["finetune"] == {"epochs": 0, "history": [], "wall_seconds": 0.0}
+    assert result["finetune"] == {"epochs": 0, "seed": None, "history": [], "wall_seconds": 0.0}
     assert result["cell"]["options"] == [["knn", 4]] and "not fine-tuned" in grid.state(grid.cells[0])["detail"]
     assert result["cell"]["selection_settings"] == {"kernel": "laplacian", "knn": 4}
     with pytest.raises(ValueError, match="unknown option 'tau'"):

@@ -10,6 +10,7 @@ from ibprune_lib.report import (
     cell_rows,
     claims,
     kept_overlap,
+    network_caption,
     network_table,
     qualifying_settings,
     setting_effects,
@@ -163,3 +164,34 @@ def test_a_claim_whose_gap_is_within_the_spread_over_seeds_neither_holds_nor_fai
     rows = _claim_rows(stlp=(58.0, 1.0, 91.2), sglp=(61.5, 1.0, 91.1))
     verdict = dict(claims(rows, ["vgg16"], stage="recalibrated")[["claim", "verdict"]].values)["sTLP-IB ≥ sGLP-IB"]
     assert verdict == "does not hold (58.00 vs 61.50)"
+
+
+def _result(finetuned: float, unpruned: float = 93.0) -> dict:
+    """A cell's result JSON with what ``cell_rows`` reads."""
+    stage = {"mean": 60.0, "std": 1.0}
+    return {"stages": {"unpruned": unpruned, "pruned": stage, "recalibrated": stage, "finetuned": finetuned},
+            "counts": {"flops_reduction": 53.0, "params_reduction": 62.0}, "seeds": [{}, {}, {}],
+            "selection_seconds": {"mean": 1.0}, "seconds": {"total": 3600.0},
+            "provenance": {"commit": "0123456789ab", "hardware": {"cpu": "x"}, "time_utc": "t"}}
+
+
+def test_a_second_fine_tuning_run_joins_its_cells_row_as_mean_and_spread():
+    budget = dict(weights="w.th", target_flops=0.47)
+    first = {m: Cell("resnet56", method=m, **budget) for m in ("stlp", "sglp")}
+    again = {m: Cell("resnet56", method=m, seeds=(0,), finetune_seed=1, **budget) for m in ("stlp", "sglp")}
+    assert all(first[m].finetune_group == again[m].finetune_group != first[m].id for m in first)
+    assert first["stlp"].finetune_group != first["sglp"].finetune_group
+    results = {first["stlp"].id: _result(91.0), again["stlp"].id: _result(92.0), first["sglp"].id: _result(91.4)}
+    rows = cell_rows([*first.values(), *again.values()], results).set_index("method")
+    assert rows.index.tolist() == ["stlp", "sglp"]  # the second runs are no rows of their own
+    assert rows.loc["stlp", "finetuned"] == pytest.approx(91.5)
+    assert rows.loc["stlp", "finetuned_std"] == pytest.approx(0.5 ** 0.5)
+    assert rows.loc["stlp", "delta"] == pytest.approx(-1.5)
+    assert (rows.loc["stlp", "finetune_runs"], rows.loc["sglp", "finetune_runs"]) == (2, 1)
+    assert (rows.loc["stlp", "finetune_cells"], rows.loc["sglp", "finetune_cells"]) == (2, 2)
+    table = network_table(rows.reset_index(), "resnet56")
+    ours = table[table["source"] == "here"].set_index("method")["top-1 (%)"]
+    assert ours.to_dict() == {"sTLP-IB": "91.50 ± 0.71", "sGLP-IB": "91.40"}
+    assert "the mean over up to 2 fine-tuning runs" in network_caption(rows.reset_index(), "resnet56", "cpu")
+    verdict = dict(claims(rows.reset_index(), ["resnet56"])[["claim", "verdict"]].values)["sTLP-IB ≥ sGLP-IB"]
+    assert verdict == "within the spread over seeds (91.50 vs 91.40)"
