@@ -471,7 +471,8 @@ def _progress(work: Path) -> str:
     return text
 
 
-def _mean_spread(values: list[float]) -> dict:
+def mean_spread(values: list[float]) -> dict:
+    """``{"values", "mean", "std"}`` of a list: the sample standard deviation, 0 for a single value."""
     tensor = torch.tensor(values, dtype=torch.float64)
     return {"values": values, "mean": tensor.mean().item(), "std": tensor.std().item() if len(values) > 1 else 0.0}
 
@@ -611,12 +612,12 @@ def run_cell(
         "test_images": n,
         "stages": {
             "unpruned": unpruned["top1"],
-            "pruned": _mean_spread([r["top1_pruned"] for r in records]),
-            "recalibrated": _mean_spread([r["top1_recalibrated"] for r in records]),
+            "pruned": mean_spread([r["top1_pruned"] for r in records]),
+            "recalibrated": mean_spread([r["top1_recalibrated"] for r in records]),
             "finetuned": top1_finetuned,
             "finetuned_seed": seeds[0],
         },
-        "selection_seconds": _mean_spread([r["selection_seconds"] for r in records]),
+        "selection_seconds": mean_spread([r["selection_seconds"] for r in records]),
         "seeds": records,
         "finetune": {"epochs": epochs, "seed": config.seed if epochs else None,
                      "history": history.history if history else [],

@@ -9,7 +9,7 @@ import re
 
 import pandas as pd
 
-from .experiments import Cell
+from .experiments import Cell, mean_spread
 from .kernels import KERNELS
 from .paper import METHOD_LABELS, MODEL_LABELS, TABLE1, TABLE1_BUDGET_ROW
 from .selection import PRESETS
@@ -68,14 +68,14 @@ def cell_rows(cells: list[Cell], results: dict[str, dict | None]) -> pd.DataFram
                 "finetune_cells": declared[cell.finetune_group]}
         if result is not None:
             stages, counts = result["stages"], result["counts"]
-            spread = _mean_spread_of(finetuned) if finetuned else None
+            spread = mean_spread(finetuned) if finetuned else None
             row |= {
                 "unpruned": stages["unpruned"],
                 "pruned": stages["pruned"]["mean"], "pruned_std": stages["pruned"]["std"],
                 "recalibrated": stages["recalibrated"]["mean"], "recalibrated_std": stages["recalibrated"]["std"],
-                "finetuned": None if spread is None else spread[0],
-                "finetuned_std": None if spread is None else spread[1],
-                "delta": None if spread is None else spread[0] - stages["unpruned"],
+                "finetuned": None if spread is None else spread["mean"],
+                "finetuned_std": None if spread is None else spread["std"],
+                "delta": None if spread is None else spread["mean"] - stages["unpruned"],
                 "flops_reduction": counts["flops_reduction"], "params_reduction": counts["params_reduction"],
                 "seeds": len(result["seeds"]), "selection_seconds": result["selection_seconds"]["mean"],
                 "hours": result["seconds"]["total"] / 3600, "commit": result["provenance"].get(
@@ -87,12 +87,6 @@ def cell_rows(cells: list[Cell], results: dict[str, dict | None]) -> pd.DataFram
                "delta", "flops_reduction", "params_reduction", "seeds", "selection_seconds", "hours", "commit"]
     frame = pd.DataFrame(rows)
     return frame.reindex(columns=[*frame.columns, *(c for c in columns if c not in frame.columns)])
-
-
-def _mean_spread_of(values: list[float]) -> tuple[float, float]:
-    """(mean, sample standard deviation; 0 for a single value)."""
-    series = pd.Series(values, dtype=float)
-    return float(series.mean()), float(series.std()) if len(values) > 1 else 0.0
 
 
 def _mean_spread(mean: float, std: float, seeds: int) -> str:
