@@ -2,6 +2,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from ibprune_lib.data import load_cifar
 import torch
 
 from ibprune_lib.counting import count, latency
@@ -63,9 +65,11 @@ BASELINES = Path(__file__).resolve().parents[1] / "results" / "cpu" / "baselines
 @pytest.mark.parametrize("folder", sorted(p.parent for p in BASELINES.glob("*/log.json")), ids=lambda p: p.name)
 def test_committed_baselines_reach_their_recorded_accuracy(folder, cifar10):
     log = json.loads((folder / "log.json").read_text())
-    model, name, _, _ = load_model(folder / f"{folder.name}.pt", folder.name)
-    assert log["test_images"] == len(cifar10.x_test) and log["provenance"]["command"]
-    top1 = evaluate(model, cifar10.x_test, cifar10.y_test, name, progress=False)
+    name = log["config"]["model"]  # folder: the model, or model-dataset (vgg16-cifar100)
+    data = load_cifar("cifar100") if folder.name.endswith("-cifar100") else cifar10
+    model, name, _, _ = load_model(folder / f"{name}.pt", name, num_classes=data.num_classes)
+    assert log["test_images"] == len(data.x_test) and log["provenance"]["command"]
+    top1 = evaluate(model, data.x_test, data.y_test, name, progress=False)
     assert top1 == pytest.approx(log["test_top1_fp16_file"], abs=0.05)
 
 
