@@ -2,11 +2,10 @@ import json
 from pathlib import Path
 
 import pytest
-
-from ibprune_lib.data import load_cifar
 import torch
 
 from ibprune_lib.counting import count, latency
+from ibprune_lib.data import load_cifar
 from ibprune_lib.models import MODEL_NAMES, get_model, input_size, load_model, load_weights, save_model
 from ibprune_lib.train import evaluate
 
