@@ -321,13 +321,29 @@ class Grid:
         return [known[i] for i in cell_ids]
 
     def expected_seconds(self, cell: Cell) -> float | None:
-        """The mean wall time of this grid's done cells of the same network and fine-tuning length, or None when
-        none has run."""
+        """Seconds ``cell`` still needs, or None when nothing has measured it.
+
+        A cell with a fine-tuning checkpoint is timed by its own epochs: what its epochs left take at the speed
+        this machine and runner count gave the ones done. Otherwise the mean of this grid's done cells of the same
+        network and fine-tuning length, less what the cell's saved stages already took.
+        """
         epochs = self.protocol.finetune_epochs(cell)
-        measured = [result["seconds"]["total"] for other in self.cells
+        work = self.work_dir(cell)
+        checkpoint = work / "finetune.pt"
+        if checkpoint.is_file():
+            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+            return (epochs - state["epoch"]) * state["wall_seconds"] / state["epoch"]
+        measured = [result["seconds"] for other in self.cells
                     if other.model == cell.model and self.protocol.finetune_epochs(other) == epochs
                     and (result := self.read(other)) is not None]  # fmt: skip
-        return sum(measured) / len(measured) if measured else None
+        if not measured:
+            return None
+        before_finetuning = sum(seconds["total"] - seconds["finetune"] for seconds in measured) / len(measured)
+        finetuning = sum(seconds["finetune"] for seconds in measured) / len(measured)
+        stages_file = work / "stages.json"
+        stages = json.loads(stages_file.read_text()) if stages_file.is_file() else {"seeds": [], "seconds": {}}
+        spent = stages["seconds"].get("unpruned_eval", 0.0) + sum(record["seconds"] for record in stages["seeds"])
+        return max(before_finetuning - spent, 0.0) + finetuning
 
     def state(self, cell: Cell) -> dict:
         """``{"state": done|running|failed|to do, "detail": str}`` of one cell."""
@@ -375,8 +391,8 @@ class Grid:
             cells: the cells to run, in order.
             device: where they run.
             progress: progress bars.
-            until: a time (``time.time()`` seconds) no cell should end after: a cell whose expected wall time
-                (:meth:`expected_seconds`) would take it past it is left for a later run; a cell of a kind not
+            until: a time (``time.time()`` seconds) no cell should end after: a cell whose expected seconds
+                left (:meth:`expected_seconds`) would take it past it is left for a later run; a cell nothing has
                 measured yet starts regardless. A machine that goes away at a known time loses no half-run cell.
 
         Returns:
@@ -631,7 +647,7 @@ def run_cell(
 
 
 def compute_left(grid: Grid, states: dict[str, dict]) -> tuple[float, int]:
-    """Seconds still needed for the cells to do here, each at its expected wall time (:meth:`Grid.expected_seconds`;
+    """Seconds still needed for the cells to do here, each at what it still needs (:meth:`Grid.expected_seconds`;
     cells not run here are left out).
 
     Returns:

@@ -9,8 +9,9 @@
 # threads poorly: two single-thread runners finish more training steps on two cores than one two-thread runner
 # (benchmarks/results/grid_runners.json says how many more). A cell then takes longer, the grid less.
 # UNTIL=HH:MM (or an ISO date and time) starts no cell expected to end after it: set it to when the machine goes
-# away, and no half-run cell is lost (a cell of a kind not measured yet starts regardless). The expectation is
-# the mean of the done cells of the same kind, whatever their runners were: with several runners, set it early.
+# away, and no half-run cell is lost. A cell with fine-tuning epochs done is timed by them; any other by the mean of
+# the done cells of the same kind, whatever their runners were (with several runners, set it early); a cell of a
+# kind not measured yet starts regardless.
 #   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [UNTIL=...] [GRID_LOG=...] \
 #     recipes/grid_cpu.sh [TABLE ...]
 #   (default tables: table1 table8 presets study solvers ablations; table8 once its CIFAR-100 baseline exists)

@@ -261,7 +261,7 @@ def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path):
     grid = Grid(str(write_table(tmp_path, text)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
     done, same_kind, shorter = grid.cells
     grid.result_path(done).parent.mkdir(parents=True)
-    grid.result_path(done).write_text(json.dumps({"seconds": {"total": 3600.0}}))
+    grid.result_path(done).write_text(json.dumps({"seconds": {"total": 3600.0, "finetune": 3000.0}}))
     assert grid.expected_seconds(same_kind) == 3600.0 and grid.expected_seconds(shorter) is None
     states = {done.id: {"state": "done"}, same_kind.id: {"state": "to do"}, shorter.id: {"state": "to do"}}
     assert experiments.compute_left(grid, states) == (3600.0, 1)
@@ -274,6 +274,27 @@ def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path):
     finally:
         for fd in held:
             os.close(fd)
+
+
+def test_a_half_run_cell_is_expected_to_need_only_what_is_left_of_it(tmp_path):
+    weights = 'weights="weights:resnet56-4bfd9763.th"'
+    text = TABLE.replace('method="l1", target_flops=0.6)]',
+                         f'method="l1", target_flops=0.6), Cell("resnet56", {weights}, method="fpgm", target_flops=0.6)]')
+    grid = Grid(str(write_table(tmp_path, text)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
+    done, half_run = grid.cells
+    assert grid.expected_seconds(half_run) is None
+    grid.result_path(done).parent.mkdir(parents=True)
+    grid.result_path(done).write_text(json.dumps({"seconds": {"total": 3600.0, "finetune": 3000.0}}))
+    work = grid.work_dir(half_run)
+    work.mkdir(parents=True)
+    (work / "stages.json").write_text(json.dumps({"seconds": {"unpruned_eval": 100.0}, "seeds": [{"seconds": 200.0}]}))
+    assert grid.expected_seconds(half_run) == 300.0 + 3000.0  # the stages before fine-tuning less what they took
+    epochs = grid.protocol.finetune_epochs(half_run)
+    torch.save({"epoch": 1, "wall_seconds": 50.0}, work / "finetune.pt")
+    assert grid.expected_seconds(half_run) == (epochs - 1) * 50.0  # its own epochs, whatever the done cells took
+    (work / "stages.json").unlink()
+    grid.result_path(done).unlink()
+    assert grid.expected_seconds(half_run) == (epochs - 1) * 50.0  # a kind not measured yet, timed by itself
 
 
 def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path, shared_weights):
