@@ -93,12 +93,15 @@ def _mean_spread(mean: float, std: float, seeds: int) -> str:
     return f"{mean:.2f}" if seeds < 2 else f"{mean:.2f} ± {std:.2f}"
 
 
-def network_table(rows: pd.DataFrame, model: str) -> pd.DataFrame:
+def network_table(rows: pd.DataFrame, model: str,
+                  paper: list[tuple[str, float, float | None, float | None]] | None = None) -> pd.DataFrame:
     """A network's rows laid out like the paper's Table 1: ours (every stage) and the paper's, told apart.
 
     Args:
         rows: :func:`cell_rows`' output.
         model: the network.
+        paper: the paper's rows to quote, ``(method, top-1, FLOPs ↓, params ↓)`` with an ``unpruned`` one (Δ is
+            against it), e.g. ``paper.TABLE8``; default: Table 1's rows of ``model``.
 
     Returns:
         Display strings: ``source, method, top-1 (%)`` (after fine-tuning; mean ± spread where a cell was
@@ -121,11 +124,13 @@ def network_table(rows: pd.DataFrame, model: str) -> pd.DataFrame:
             _mean_spread(row["recalibrated"], row["recalibrated_std"], row["seeds"]),
             f"{row['selection_seconds']:.1f}",
         ])
-    for name, method, top1, flops, params in TABLE1:
-        if name != model or method == "unpruned":
+    if paper is None:
+        paper = [row for name, *row in TABLE1 if name == model]
+    unpruned = next(top1 for method, top1, *_ in paper if method == "unpruned")
+    for method, top1, flops, params in paper:
+        if method == "unpruned":
             continue
-        unpruned = next(t for n, m, t, *_ in TABLE1 if n == model and m == "unpruned")
-        out.append(["paper", METHOD_LABELS[method], f"{top1:.2f}", f"{top1 - unpruned:+.2f}",
+        out.append(["paper", METHOD_LABELS.get(method, method), f"{top1:.2f}", f"{top1 - unpruned:+.2f}",
                     "—" if flops is None else f"{flops}", "—" if params is None else f"{params}", "—", "—", "—"])
     return pd.DataFrame(out, columns=columns)
 
@@ -193,7 +198,7 @@ def claims(rows: pd.DataFrame, models: list[str], stage: str = "finetuned") -> p
     """The paper's Table 1 claims checked on our cells at one stage.
 
     Claims: sTLP-IB ≥ sGLP-IB; each IB method above the unpruned baseline (Δ ≥ 0); sTLP-IB above every baseline
-    criterion run here (APIB, plain lasso, L1-norm, FPGM, HRank, random). At a stage measured for every
+    criterion the table declares for the network (of APIB, plain lasso, L1-norm, FPGM, HRank, random). At a stage measured for every
     calibration seed (right after pruning, after recalibration) a comparison whose gap is no larger than the
     larger of the two spreads over seeds is neither: it is "within the spread over seeds". After fine-tuning
     the spread is that over a cell's fine-tuning runs where it has several (ResNet-56), and none where it was
@@ -220,14 +225,14 @@ def claims(rows: pd.DataFrame, models: list[str], stage: str = "finetuned") -> p
                     delta = top1[0] - _top1(rows, model, method, "unpruned")[0]
                     verdict = f"{'holds' if delta >= 0 else 'does not hold'} (Δ {delta:+.2f})"
                 out.append((model, f"{METHOD_LABELS[method]} keeps the unpruned top-1 (Δ ≥ 0)", verdict))
-        others = {m: _top1(rows, model, m, stage) for m in baselines}
-        ran = {m: v for m, v in others.items() if v is not None}
+        declared = [m for m in baselines if ((rows["model"] == model) & (rows["method"] == m)).any()]
+        ran = {m: top1 for m in declared if (top1 := _top1(rows, model, m, stage)) is not None}
         if stlp is None or not ran:
             verdict = NOT_RUN
         else:
             best = max(ran, key=lambda m: ran[m][0])
             verdict = (f"{_at_least(stlp, ran[best])} (sTLP-IB {stlp[0]:.2f}, best other "
-                       f"{METHOD_LABELS[best]} {ran[best][0]:.2f}; {len(ran)} of {len(baselines)} run)")
+                       f"{METHOD_LABELS[best]} {ran[best][0]:.2f}; {len(ran)} of {len(declared)} run)")
         out.append((model, "sTLP-IB above every other criterion", verdict))
     return pd.DataFrame(out, columns=["network", "claim", "verdict"])
 

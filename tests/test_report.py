@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from ibprune_lib.experiments import Cell, load_table
+from ibprune_lib.paper import TABLE8
 from ibprune_lib.report import (
     NEEDS_GPU,
     NOT_RUN,
@@ -164,6 +165,20 @@ def test_a_claim_whose_gap_is_within_the_spread_over_seeds_neither_holds_nor_fai
     rows = _claim_rows(stlp=(58.0, 1.0, 91.2), sglp=(61.5, 1.0, 91.1))
     verdict = dict(claims(rows, ["vgg16"], stage="recalibrated")[["claim", "verdict"]].values)["sTLP-IB ≥ sGLP-IB"]
     assert verdict == "does not hold (58.00 vs 61.50)"
+
+
+def test_table8_quotes_its_own_paper_rows_and_its_claims_count_only_the_baselines_it_declares():
+    budget = dict(weights="v.pt", dataset="cifar100", target_flops=0.45)
+    cells = [Cell("vgg16", method=m, **budget) for m in ("stlp", "sglp", "apib", "l1")]
+    results = {cells[0].id: _result(70.0, unpruned=62.9), cells[2].id: _result(70.5, unpruned=62.9)}
+    rows = cell_rows(cells, results)
+    table = network_table(rows, "vgg16", paper=TABLE8)
+    quoted = table[table["source"] == "paper"].set_index("method")
+    assert quoted.loc["CPMC", "Δ (points)"] == "-0.79"  # 73.01 against the paper's CIFAR-100 VGG-16, 73.80
+    assert quoted.loc["sTLP-IB", "params ↓ (%)"] == "71" and "—" in quoted.loc["CPMC", "params ↓ (%)"]
+    assert len(quoted) == len(TABLE8) - 1 and "93.96" not in table["top-1 (%)"].tolist()  # none of Table 1's
+    verdict = dict(claims(rows, ["vgg16"])[["claim", "verdict"]].values)["sTLP-IB above every other criterion"]
+    assert verdict == "does not hold (sTLP-IB 70.00, best other APIB 70.50; 1 of 2 run)"
 
 
 def _result(finetuned: float, unpruned: float = 93.0) -> dict:
