@@ -352,9 +352,10 @@ def _experiments(args) -> int:
                  for s in ("done", "running", "failed", "to do", NOT_RUN_HERE)}  # fmt: skip
         seconds, unknown = compute_left(grid, states)
         shown = [f"{v} {k}" for k, v in tally.items() if v or k != NOT_RUN_HERE]
-        print(f"{grid.name} ({grid.scale}): " + ", ".join(shown)
-              + f"; about {seconds / 3600:.1f} h of compute left at the measured rate"
-              + (f" (+ {unknown} cell(s) of a network and fine-tuning length not measured yet)" if unknown else ""))
+        left = [f"about {seconds / 3600:.1f} h of compute left at the measured rate"] if seconds or not unknown else []
+        if unknown:
+            left.append(f"{unknown} cell(s) not timed yet (no done cell of their network and fine-tuning length)")
+        print(f"{grid.name} ({grid.scale}): " + ", ".join(shown) + "; " + ", plus ".join(left))
         return 0
     device = resolve_device(args.device)
     outcomes = grid.run(grid.select(args.cell), device, progress=not args.no_progress, until=until)

@@ -233,6 +233,7 @@ def test_a_killed_runner_resumes_its_fine_tuning_and_ends_as_an_uninterrupted_on
 
     status = run_cli("experiments", "status", *grid_args(table, root)[:-1])
     assert "to do" in status.stdout and "fine-tuning epoch 1 done" in status.stdout
+    assert "compute left" in status.stdout and "not timed yet" not in status.stdout  # timed by its own epoch
     resumed = run_cli("experiments", "run", *grid_args(table, root))
     assert resumed.returncode == 0, resumed.stderr
     read = lambda r: json.loads((r / "results" / "smoke" / "tiny" / f"{cell.id}.json").read_text())  # noqa: E731
