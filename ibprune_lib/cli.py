@@ -481,8 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--no-progress", action="store_true", help="no progress bars (log files)")
     experiments.add_argument("--until", default=None,
                              help="run: start no cell expected to end after this time, HH:MM (today) or ISO date "
-                                  "and time, e.g. when the machine goes away (expected: a half-run cell's own fine-tuning "
-                                  "epochs, else the table's done cells of the same network and fine-tuning length)")
+                                  "and time, e.g. when the machine goes away (expected: a half-run cell's own "
+                                  "fine-tuning epochs, else the table's done cells of its network and fine-tuning "
+                                  "length)")
     experiments.set_defaults(run=_experiments)
     return parser
 
