@@ -340,10 +340,7 @@ class Grid:
             return None
         before_finetuning = sum(seconds["total"] - seconds["finetune"] for seconds in measured) / len(measured)
         finetuning = sum(seconds["finetune"] for seconds in measured) / len(measured)
-        stages_file = work / "stages.json"
-        stages = json.loads(stages_file.read_text()) if stages_file.is_file() else {"seeds": [], "seconds": {}}
-        spent = stages["seconds"].get("unpruned_eval", 0.0) + sum(record["seconds"] for record in stages["seeds"])
-        return max(before_finetuning - spent, 0.0) + finetuning
+        return max(before_finetuning - _seconds_before_finetuning(_saved_stages(work)), 0.0) + finetuning
 
     def state(self, cell: Cell) -> dict:
         """``{"state": done|running|failed|to do, "detail": str}`` of one cell."""
@@ -487,6 +484,17 @@ def _progress(work: Path) -> str:
     return text
 
 
+def _saved_stages(work: Path) -> dict:
+    """The stages a cell's working folder has saved (``stages.json``): none yet when it has not started."""
+    stages_file = work / "stages.json"
+    return json.loads(stages_file.read_text()) if stages_file.is_file() else {"seeds": [], "seconds": {}}
+
+
+def _seconds_before_finetuning(stages: dict) -> float:
+    """Wall seconds of the saved stages before fine-tuning: the unpruned evaluation and every seed's pruning."""
+    return stages["seconds"].get("unpruned_eval", 0.0) + sum(record["seconds"] for record in stages["seeds"])
+
+
 def mean_spread(values: list[float]) -> dict:
     """``{"values", "mean", "std"}`` of a list: the sample standard deviation, 0 for a single value."""
     tensor = torch.tensor(values, dtype=torch.float64)
@@ -544,7 +552,7 @@ def run_cell(
     started = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     stages_file = work / "stages.json"
-    stages = json.loads(stages_file.read_text()) if stages_file.is_file() else {"seeds": [], "seconds": {}}
+    stages = _saved_stages(work)
     n = protocol.test_images or len(data.x_test)
     x_test, y_test = data.x_test[:n], data.y_test[:n]
     model, name, size = _starting_model(cell)
@@ -639,8 +647,7 @@ def run_cell(
                      "history": history.history if history else [],
                      "wall_seconds": history.wall_seconds if history else 0.0},
         "seconds": {**stages["seconds"], "per_seed": [r["seconds"] for r in records], "finetune": finetune_seconds,
-                    "total": stages["seconds"].get("unpruned_eval", 0.0) + sum(r["seconds"] for r in records)
-                    + finetune_seconds},
+                    "total": _seconds_before_finetuning(stages) + finetune_seconds},
         "provenance": provenance(scale=protocol.scale, code_commit=CODE_COMMIT, device=str(device), seeds=list(seeds),
                                  this_run_seconds=time.perf_counter() - started),
     }
