@@ -79,7 +79,7 @@ def _load_data(args):
     if args.data_folder is not None:
         if args.dataset is not None or args.data is not None or args.download:
             raise ValueError("--data-folder replaces CIFAR: drop --dataset, --data and --download")
-        return load_image_folder(args.data_folder, args.image_size)
+        return load_image_folder(args.data_folder, args.image_size, progress=not args.no_progress)
     if args.image_size is not None:
         raise ValueError("--image-size applies to --data-folder images; CIFAR's are 32×32: drop it")
     return load_cifar(args.dataset or "cifar10", args.data, args.download)
@@ -94,6 +94,10 @@ PYTHON_NAMES_AS_FLAGS = {
 
 def _add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+
+
+def _add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (when writing to a log file)")
 
 
 def _train(args) -> int:
@@ -118,13 +122,13 @@ def _train(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = fit(model, data, config, checkpoint=out / "checkpoint.pt", test_subset=args.test_subset,
-                 normalization=normalization)
+                 normalization=normalization, progress=not args.no_progress)
     weights = {k: v.cpu().half() if v.is_floating_point() else v.cpu() for k, v in model.state_dict().items()}
     file_name = re.sub(r"[^\w.-]", "_", args.model) + ".pt"
     weights_file = save_torch(out / file_name, {"state_dict": weights, "config": asdict(config)})
     reloaded = load_weights(get_model(args.model, data.num_classes), weights_file).to(device)
     n = args.test_subset or len(data.x_test)
-    fp16_top1 = evaluate(reloaded, data.x_test[:n], data.y_test[:n], normalization)
+    fp16_top1 = evaluate(reloaded, data.x_test[:n], data.y_test[:n], normalization, progress=not args.no_progress)
     log = {
         "model": args.model, "dataset": data.label, "config": asdict(config), "history": result.history,
         "normalization": normalization, "test_top1_final": result.test_top1, "test_top1_fp16_file": fp16_top1,
@@ -149,7 +153,7 @@ def _eval(args) -> int:
     model.to(device)
     n = args.test_subset or len(data.x_test)
     top1 = evaluate(model.to(memory_format=torch.channels_last), data.x_test[:n], data.y_test[:n],
-                    args.normalization or saved_normalization)
+                    args.normalization or saved_normalization, progress=not args.no_progress)
     print(f"{name}: {data.label} test top-1 {top1:.2f}% on {n} images")
     return 0
 
@@ -227,21 +231,22 @@ def _prune(args) -> int:
         model, images, method=args.method, target_params=args.target_params, target_flops=args.target_flops,
         kernel=args.kernel, preset=args.preset, skip_first=args.skip_first, widths=args.widths,
         direction=args.direction, seed=args.seed, beta=args.beta, min_width=args.min_width,
-        normalization=normalization, model_name=name,
+        normalization=normalization, model_name=name, progress=not args.no_progress,
     )
     report = result.report
     report["settings"]["weights"] = str(args.weights)
     report["settings"]["data"] = data.label
     report["provenance"]["command"] = " ".join(sys.argv)
     n = args.test_subset or len(data.x_test)
-    test = lambda m: evaluate(m, data.x_test[:n], data.y_test[:n], normalization)  # noqa: E731
+    test = lambda m: evaluate(m, data.x_test[:n], data.y_test[:n], normalization,  # noqa: E731
+                              progress=not args.no_progress)
     stages = report["stages"] = {}
     if args.test_subset != 0:
         stages["unpruned"], stages["pruned"] = test(model), test(result.model)
         report["test_images"] = n
     if args.recalibrate_bn:
         if recalibrate_batchnorm(result.model, data.x_train, normalization, args.recalibrate_bn, 128, args.seed,
-                                 progress=True):
+                                 progress=not args.no_progress):
             report["settings"]["recalibrate_bn_batches"] = args.recalibrate_bn
             if args.test_subset != 0:
                 stages["recalibrated"] = test(result.model)
@@ -253,7 +258,7 @@ def _prune(args) -> int:
             print(f"resuming the fine-tuning from {checkpoint}")
         history = finetune(result.model, data, name, args.finetune_epochs, lr=args.finetune_lr, seed=args.seed,
                            checkpoint=checkpoint, test_subset=args.test_subset or None, precision=args.precision,
-                           normalization=normalization)
+                           normalization=normalization, progress=not args.no_progress)
         report["finetune"] = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "precision": args.precision,
                               "history": history.history}
         if args.test_subset != 0:
@@ -395,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--test-subset", type=int, default=None, help="evaluate on the first N test images")
     train.add_argument("--init", default=None, help="start from these weights")
     _add_device_argument(train)
+    _add_progress_argument(train)
     train.add_argument("--out", required=True, help="run folder: checkpoint.pt (resumed if present), weights, log.json")
     _add_data_arguments(train)
     train.set_defaults(run=_train)
@@ -405,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--weights", required=True, help="a weights file or a saved (pruned) model")
     evaluate.add_argument("--test-subset", type=int, default=None)
     _add_device_argument(evaluate)
+    _add_progress_argument(evaluate)
     _add_data_arguments(evaluate)
     evaluate.set_defaults(run=_eval)
 
@@ -458,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="recompute the BatchNorm statistics on N training batches of 128 after pruning "
                             "(the flag alone: 40, enough for the CIFAR networks); off when left out")
     _add_device_argument(prune)
+    _add_progress_argument(prune)
     prune.add_argument("--test-subset", type=int, default=None,
                        help="evaluate on the first N test images (default all; 0 skips the evaluation)")
     prune.add_argument("--out", required=True, help="pruned model file; the report goes to <out>.json")
@@ -478,7 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--work", default=os.environ.get("IBPRUNE_WORK", str(REPO_ROOT / "runs")),
                              help="working files (checkpoints, locks): <work>/<scale>/<table>/ (default: "
                                   "$IBPRUNE_WORK or runs/; keep it outside the work tree to survive a fresh clone)")
-    experiments.add_argument("--no-progress", action="store_true", help="no progress bars (log files)")
+    _add_progress_argument(experiments)
     experiments.add_argument("--until", default=None,
                              help="run: start no cell expected to end after this time, HH:MM (today) or ISO date "
                                   "and time, e.g. when the machine goes away (expected: a half-run cell's own "

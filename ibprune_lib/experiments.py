@@ -329,10 +329,10 @@ class Grid:
         """
         epochs = self.protocol.finetune_epochs(cell)
         work = self.work_dir(cell)
-        checkpoint = work / "finetune.pt"
-        if checkpoint.is_file():
-            state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-            return (epochs - state["epoch"]) * state["wall_seconds"] / state["epoch"]
+        finetuning = _finetuning_progress(work)
+        if finetuning is not None:
+            epochs_done, seconds = finetuning
+            return (epochs - epochs_done) * seconds / epochs_done
         measured = [result["seconds"] for other in self.cells
                     if other.model == cell.model and self.protocol.finetune_epochs(other) == epochs
                     and (result := self.read(other)) is not None]  # fmt: skip
@@ -477,11 +477,22 @@ def _progress(work: Path) -> str:
         return "not started"
     done = json.loads(stages.read_text())
     text = f"{len(done.get('seeds', []))} seed(s) pruned"
-    checkpoint = work / "finetune.pt"
-    if checkpoint.is_file():
-        epoch = torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
-        text += f", fine-tuning epoch {epoch} done"
+    finetuning = _finetuning_progress(work)
+    if finetuning is not None:
+        text += f", fine-tuning epoch {finetuning[0]} done"
     return text
+
+
+def _finetuning_progress(work: Path) -> tuple[int, float] | None:
+    """``(epochs done, their wall seconds)`` of a cell's fine-tuning checkpoint, or None when it has none.
+
+    The checkpoint is memory-mapped, so its weights are not read (``status`` asks twice per half-run cell).
+    """
+    checkpoint = work / "finetune.pt"
+    if not checkpoint.is_file():
+        return None
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False, mmap=True)
+    return state["epoch"], state["wall_seconds"]
 
 
 def _saved_stages(work: Path) -> dict:

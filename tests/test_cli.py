@@ -95,3 +95,15 @@ def test_eval_refuses_a_model_name_that_contradicts_a_saved_model(shared_weights
                            "--test-subset", "0")).returncode == 0
     result = run("eval", "--model", "resnet56", "--weights", str(out))
     assert result.returncode == 2 and "holds a saved resnet20, not a resnet56" in result.stderr
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_no_progress_silences_every_bar_of_prune_and_eval(shared_weights, tmp_path, quiet):
+    flag = ["--no-progress"] if quiet else []
+    out = tmp_path / "p.pt"
+    pruned = run(*prune_args(shared_weights / "resnet20-12fca82f.th", out, "--method", "l1", "--batch-size", "16",
+                             "--recalibrate-bn", "2", "--test-subset", "100", *flag))
+    evaluated = run("eval", "--weights", str(out), "--test-subset", "100", *flag)
+    assert pruned.returncode == 0 and evaluated.returncode == 0, pruned.stderr + evaluated.stderr
+    bars = [name for name, result in (("prune", pruned), ("eval", evaluated)) if "%|" in result.stderr]
+    assert bars == ([] if quiet else ["prune", "eval"])

@@ -79,8 +79,9 @@ def test_a_killed_run_resumes_to_the_uninterrupted_state(tmp_path):
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert 1 <= _checkpoint_epoch(checkpoint) < 3
-    resumed = _train(tmp_path / "killed")
+    resumed = _train(tmp_path / "killed", "--no-progress")  # the bars are no part of the training's state
     assert resumed.wait() == 0 and straight.wait() == 0, resumed.stdout.read().decode()[-2000:]
+    assert "%|" in straight.stdout.read().decode() and "%|" not in resumed.stdout.read().decode()
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
     b = torch.load(checkpoint, weights_only=False)
     assert a["epoch"] == b["epoch"] == 3
