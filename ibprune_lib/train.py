@@ -232,7 +232,8 @@ def fit(
         normalization: the input normalisation (default: ``config.model``'s, see ``data.mean_std_for``).
 
     Returns:
-        The history (loss, train accuracy, test top-1, lr, seconds per epoch) and the final test top-1.
+        The history (loss, train accuracy, test top-1, lr, seconds and torch threads per epoch) and the final
+        test top-1.
 
     Raises:
         ValueError: the checkpoint was written with another config or started from other weights.
@@ -294,8 +295,8 @@ def fit(
         result.wall_seconds += seconds
         result.history.append({
             "epoch": epoch + 1, "loss": loss_sum / len(indices), "train_top1": 100 * correct / len(indices),
-            "test_top1": test_top1, "lr": lr, "seconds": seconds,
-        })
+            "test_top1": test_top1, "lr": lr, "seconds": seconds, "threads": torch.get_num_threads(),
+        })  # threads per epoch: a run resumed with another thread count is valid but not bitwise the same
         if checkpoint is not None:
             save_torch(checkpoint, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,

@@ -88,6 +88,7 @@ def test_finetune_trains_in_the_precision_it_is_given(resnet20, images, cifar10,
     saved = torch.load(tmp_path / "ft.pt", weights_only=False)
     assert saved["config"]["precision"] == "bf16" and saved["config"]["schedule"] == "cosine"
     assert len(history.history) == 1 and torch.isfinite(torch.tensor(history.history[0]["loss"]))
+    assert history.history[0]["threads"] == 1  # the one_thread fixture's: a resume with other threads shows
     assert result.model.conv1.weight.dtype == torch.float32 and not torch.equal(result.model.conv1.weight, before)
 
 
