@@ -16,8 +16,9 @@ criteria from the spread of fine-tuning itself. ``smoke`` keeps a handful of cel
 plumbing in CI.
 GoogLeNet (69% of the FLOPs removed, the concatenations' inputs pruned too) has no baseline here: an epoch
 takes about 33 minutes on this CPU. Its cells need a GPU (``needs="cuda"``: a CPU runner leaves them "not
-run here"), and start from ``results/<scale>/baselines/googlenet/googlenet.pt``, which a GPU session trains;
-at ``smoke`` one cell prunes an untrained GoogLeNet to check the plumbing.
+run here"), and start from ``results/<scale>/baselines/googlenet/googlenet.pt``, which
+``recipes/googlenet_gpu.sh`` trains on a GPU before it runs them; at ``smoke`` one cell prunes an untrained
+GoogLeNet to check the plumbing.
 
     python -m ibprune_lib experiments run table1 --scale cpu
 """

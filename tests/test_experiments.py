@@ -385,3 +385,47 @@ def test_grid_cpu_refuses_a_bad_runner_count_in_one_line(tmp_path, runners):
     assert refused.returncode == 2
     assert refused.stderr.strip() == f"RUNNERS={runners}: give a positive number of runners"
     assert not (tmp_path / "log").exists()
+
+
+GOOGLENET_GPU = REPO_ROOT / "recipes" / "googlenet_gpu.sh"
+
+
+def test_googlenet_gpu_trains_the_baseline_once_then_runs_only_googlenets_cells(tmp_path):
+    repo = tmp_path / "repo"  # the recipe works from its checkout's root: a copy, so results/ here stays untouched
+    (repo / "recipes").mkdir(parents=True)
+    recipe = repo / "recipes" / GOOGLENET_GPU.name
+    recipe.write_bytes(GOOGLENET_GPU.read_bytes())
+    calls = tmp_path / "calls"
+    stub = tmp_path / "python"  # records every call; `train` writes its two files, `list` is the real one
+    stub.write_text(f"""#!/bin/sh
+echo "$*" >> {calls}
+case "$3 $4" in
+  "train "*) out=$(echo "$*" | sed 's/.* --out //'); mkdir -p "$out"; echo w > "$out/googlenet.pt"; echo {{}} > "$out/log.json";;
+  "experiments list") exec {sys.executable} "$@";;
+esac
+""")
+    stub.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(stub), "UNTIL": ""}
+    for _ in range(2):
+        assert subprocess.run(["bash", str(recipe), "12"], env=env, capture_output=True, text=True).returncode == 0
+    trains = [line for line in calls.read_text().splitlines() if " train " in line]
+    runs = [line.split() for line in calls.read_text().splitlines() if "experiments run" in line]
+    assert len(trains) == 1 and "--epochs 12" in trains[0] and "--device cuda" in trains[0]
+    assert sorted(p.name for p in (repo / "results" / "cpu" / "baselines" / "googlenet").iterdir()) == [
+        "googlenet.pt", "log.json"]
+    googlenet = sorted(cell.id for cell in load_table("table1", "cpu") if cell.model == "googlenet")
+    assert len(runs) == 2 and len(googlenet) == 8
+    for run in runs:
+        assert sorted(run[i + 1] for i, word in enumerate(run) if word == "--cell") == googlenet
+        assert run[run.index("--device") + 1] == "cuda" and run[run.index("--scale") + 1] == "cpu"
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("EPOCHS", "-3", "EPOCHS=-3: give a positive number of training epochs"),
+    ("SCALE", "smoke", "SCALE=smoke: choose cpu or paper (smoke needs no GPU)"),
+])
+def test_googlenet_gpu_refuses_bad_settings_in_one_line(tmp_path, variable, value, message):
+    env = {**os.environ, "PYTHON": str(tmp_path / "never-run"), **({"SCALE": value} if variable == "SCALE" else {})}
+    refused = subprocess.run(["bash", str(GOOGLENET_GPU), *([value] if variable == "EPOCHS" else [])], env=env,
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and refused.stderr.strip() == message
