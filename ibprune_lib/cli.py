@@ -332,7 +332,7 @@ def _parse_until(text: str) -> float:
 
 
 def _experiments(args) -> int:
-    from .experiments import NOT_RUN_HERE, Grid, compute_left
+    from .experiments import NOT_RUN_HERE, Grid, status_line
     from .train import resolve_device
 
     grid = Grid(args.table, args.scale, results=args.results, work=args.work)
@@ -353,14 +353,7 @@ def _experiments(args) -> int:
         states = {cell.id: grid.state(cell) for cell in grid.cells}
         for cell in grid.select(args.cell):
             print(f"{cell.id:<32} {states[cell.id]['state']:<8} {states[cell.id]['detail']}")
-        tally = {s: sum(v["state"] == s for v in states.values())
-                 for s in ("done", "running", "failed", "to do", NOT_RUN_HERE)}  # fmt: skip
-        seconds, unknown = compute_left(grid, states)
-        shown = [f"{v} {k}" for k, v in tally.items() if v or k != NOT_RUN_HERE]
-        left = [f"about {seconds / 3600:.1f} h of compute left at the measured rate"] if seconds or not unknown else []
-        if unknown:
-            left.append(f"{unknown} cell(s) not timed yet (no done cell of their network and fine-tuning length)")
-        print(f"{grid.name} ({grid.scale}): " + ", ".join(shown) + "; " + ", plus ".join(left))
+        print(status_line(grid, states))
         return 0
     device = resolve_device(args.device)
     outcomes = grid.run(grid.select(args.cell), device, progress=not args.no_progress, until=until)

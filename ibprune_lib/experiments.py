@@ -664,6 +664,31 @@ def run_cell(
     }
 
 
+def status_line(grid: Grid, states: dict[str, dict]) -> str:
+    """``status``'s last line: the cells in each state, and the compute left.
+
+    Args:
+        grid: the table.
+        states: :meth:`Grid.state` of every cell, by id.
+
+    Returns:
+        e.g. ``table1 (cpu): 16 done, 2 running, 0 failed, 16 to do, 8 not run here; about 12.1 h of compute left
+        at the measured rate (about 6.0 h of wall time with the 2 runners on it now), plus 7 cell(s) not timed yet
+        (…)``. A runner holds one cell at a time, so the cells running count the runners.
+    """
+    tally = {state: sum(v["state"] == state for v in states.values())
+             for state in ("done", "running", "failed", "to do", NOT_RUN_HERE)}
+    seconds, unknown = compute_left(grid, states)
+    left = [f"about {seconds / 3600:.1f} h of compute left at the measured rate"] if seconds or not unknown else []
+    if left and seconds and tally["running"] > 1:
+        left[0] += (f" (about {seconds / 3600 / tally['running']:.1f} h of wall time with the {tally['running']} "
+                    "runners on it now)")
+    if unknown:
+        left.append(f"{unknown} cell(s) not timed yet (no done cell of their network and fine-tuning length)")
+    shown = [f"{count} {state}" for state, count in tally.items() if count or state != NOT_RUN_HERE]
+    return f"{grid.name} ({grid.scale}): " + ", ".join(shown) + "; " + ", plus ".join(left)
+
+
 def compute_left(grid: Grid, states: dict[str, dict]) -> tuple[float, int]:
     """Seconds still needed for the cells to do here, each at what it still needs (:meth:`Grid.expected_seconds`;
     cells not run here are left out).

@@ -272,6 +272,11 @@ def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path):
         assert soon == [(same_kind, "skipped (would end after --until)"), (shorter, "skipped (running)")]
         later = grid.run([same_kind], torch.device("cpu"), progress=False, until=time.time() + 7200)
         assert later == [(same_kind, "skipped (running)")]  # it fits: the runner goes on to take its lock
+        running = {**states, same_kind.id: {"state": "running"}, shorter.id: {"state": "running"}}
+        assert experiments.status_line(grid, running).endswith(  # two cells held: two runners share what is left
+            "1 done, 2 running, 0 failed, 0 to do; about 1.0 h of compute left at the measured rate (about 0.5 h of "
+            "wall time with the 2 runners on it now), plus 1 cell(s) not timed yet (no done cell of their network "
+            "and fine-tuning length)")
     finally:
         for fd in held:
             os.close(fd)
