@@ -343,20 +343,22 @@ class Grid:
         return max(before_finetuning - _seconds_before_finetuning(_saved_stages(work)), 0.0) + finetuning
 
     def state(self, cell: Cell) -> dict:
-        """``{"state": done|running|failed|to do, "detail": str}`` of one cell."""
+        """``{"state": done|running|failed|to do|not run here, "detail": str}`` of one cell; a cell still to run
+        also has ``"expected"``, the seconds it still needs (:meth:`expected_seconds`, None when unmeasured)."""
         result = self.read(cell)
         if result is not None:
             return {"state": "done", "detail": _summary(result), "seconds": result["seconds"]["total"]}
         if cell.needs is not None:
             return {"state": NOT_RUN_HERE, "detail": f"needs --device {cell.needs} (a GPU)"}
+        expected = self.expected_seconds(cell)
         lock = _try_lock(self._lock_path(cell))
         if lock is None:
-            return {"state": "running", "detail": _progress(self.work_dir(cell))}
+            return {"state": "running", "detail": _progress(self.work_dir(cell), expected), "expected": expected}
         os.close(lock)
         error = self.work_dir(cell) / "error.json"
         if error.is_file():
-            return {"state": "failed", "detail": json.loads(error.read_text())["error"]}
-        return {"state": "to do", "detail": _progress(self.work_dir(cell))}
+            return {"state": "failed", "detail": json.loads(error.read_text())["error"], "expected": expected}
+        return {"state": "to do", "detail": _progress(self.work_dir(cell), expected), "expected": expected}
 
     def _lock_path(self, cell: Cell) -> Path:
         return self.work / self.scale / self.name / f"{cell.id}.lock"
@@ -471,16 +473,18 @@ def _summary(result: dict) -> str:
             f"params -{result['counts']['params_reduction']:.1f}%; {result['seconds']['total'] / 60:.1f} min")
 
 
-def _progress(work: Path) -> str:
+def _progress(work: Path, expected: float | None) -> str:
+    """What a cell not done yet has done, and what it is expected to still need."""
+    left = "" if expected is None else f"; about {expected / 60:.0f} min to go"
     stages = work / "stages.json"
     if not stages.is_file():
-        return "not started"
+        return "not started" + left
     done = json.loads(stages.read_text())
     text = f"{len(done.get('seeds', []))} seed(s) pruned"
     finetuning = _finetuning_progress(work)
     if finetuning is not None:
         text += f", fine-tuning epoch {finetuning[0]} done"
-    return text
+    return text + left
 
 
 def _finetuning_progress(work: Path) -> tuple[int, float] | None:
@@ -690,18 +694,12 @@ def status_line(grid: Grid, states: dict[str, dict]) -> str:
 
 
 def compute_left(grid: Grid, states: dict[str, dict]) -> tuple[float, int]:
-    """Seconds still needed for the cells to do here, each at what it still needs (:meth:`Grid.expected_seconds`;
-    cells not run here are left out).
+    """Seconds still needed for the cells to do here, each at what it still needs (the ``"expected"`` of its
+    :meth:`Grid.state`; cells not run here are left out).
 
     Returns:
         (seconds, number of undone cells of a kind with no measurement yet).
     """
-    seconds, unknown = 0.0, 0
-    for cell in grid.cells:
-        if states[cell.id]["state"] not in ("done", NOT_RUN_HERE):
-            expected = grid.expected_seconds(cell)
-            if expected is None:
-                unknown += 1
-            else:
-                seconds += expected
-    return seconds, unknown
+    expected = [states[cell.id]["expected"] for cell in grid.cells
+                if states[cell.id]["state"] not in ("done", NOT_RUN_HERE)]  # fmt: skip
+    return sum(e for e in expected if e is not None), sum(e is None for e in expected)

@@ -264,7 +264,9 @@ def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path):
     grid.result_path(done).parent.mkdir(parents=True)
     grid.result_path(done).write_text(json.dumps({"seconds": {"total": 3600.0, "finetune": 3000.0}}))
     assert grid.expected_seconds(same_kind) == 3600.0 and grid.expected_seconds(shorter) is None
-    states = {done.id: {"state": "done"}, same_kind.id: {"state": "to do"}, shorter.id: {"state": "to do"}}
+    states = {done.id: {"state": "done"}, **{cell.id: grid.state(cell) for cell in (same_kind, shorter)}}
+    assert states[same_kind.id]["detail"] == "not started; about 60 min to go"
+    assert states[shorter.id]["detail"] == "not started"  # nothing has timed it
     assert experiments.compute_left(grid, states) == (3600.0, 1)
     held = [_try_lock(grid._lock_path(cell)) for cell in (same_kind, shorter)]  # so that nothing actually runs
     try:
@@ -272,7 +274,7 @@ def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path):
         assert soon == [(same_kind, "skipped (would end after --until)"), (shorter, "skipped (running)")]
         later = grid.run([same_kind], torch.device("cpu"), progress=False, until=time.time() + 7200)
         assert later == [(same_kind, "skipped (running)")]  # it fits: the runner goes on to take its lock
-        running = {**states, same_kind.id: {"state": "running"}, shorter.id: {"state": "running"}}
+        running = {**states, **{cell.id: {**states[cell.id], "state": "running"} for cell in (same_kind, shorter)}}
         assert experiments.status_line(grid, running).endswith(  # two cells held: two runners share what is left
             "1 done, 2 running, 0 failed, 0 to do; about 1.0 h of compute left at the measured rate (about 0.5 h of "
             "wall time with the 2 runners on it now), plus 1 cell(s) not timed yet (no done cell of their network "
