@@ -31,6 +31,7 @@ import time
 import traceback
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from statistics import fmean
 from typing import Any
 
 import torch
@@ -325,7 +326,9 @@ class Grid:
 
         A cell with a fine-tuning checkpoint is timed by its own epochs: what its epochs left take at the speed
         this machine and runner count gave the ones done. Otherwise the mean of this grid's done cells of the same
-        network and fine-tuning length, less what the cell's saved stages already took.
+        network and fine-tuning length, less what the cell's saved stages already took; when this grid has none,
+        the done cells of the same network in every table at this scale, their fine-tuning per epoch times the
+        cell's epochs (so a table's first cell is timed too, and ``--until`` holds for it).
         """
         epochs = self.protocol.finetune_epochs(cell)
         work = self.work_dir(cell)
@@ -336,10 +339,18 @@ class Grid:
         measured = [result["seconds"] for other in self.cells
                     if other.model == cell.model and self.protocol.finetune_epochs(other) == epochs
                     and (result := self.read(other)) is not None]  # fmt: skip
-        if not measured:
-            return None
-        before_finetuning = sum(seconds["total"] - seconds["finetune"] for seconds in measured) / len(measured)
-        finetuning = sum(seconds["finetune"] for seconds in measured) / len(measured)
+        if measured:
+            finetuning = fmean(seconds["finetune"] for seconds in measured)
+        else:
+            same_network = self.results.glob(f"{self.scale}/*/{cell.model}-*.json")  # every table's done cells
+            elsewhere = [json.loads(path.read_text()) for path in same_network]
+            finetuned = [result for result in elsewhere if result["finetune"].get("history")]
+            if not elsewhere or (epochs and not finetuned):
+                return None
+            measured = [result["seconds"] for result in elsewhere]
+            finetuning = epochs * fmean(result["seconds"]["finetune"] / len(result["finetune"]["history"])
+                                        for result in finetuned) if epochs else 0.0  # fmt: skip
+        before_finetuning = fmean(seconds["total"] - seconds["finetune"] for seconds in measured)
         return max(before_finetuning - _seconds_before_finetuning(_saved_stages(work)), 0.0) + finetuning
 
     def state(self, cell: Cell) -> dict:
@@ -391,8 +402,9 @@ class Grid:
             device: where they run.
             progress: progress bars.
             until: a time (``time.time()`` seconds) no cell should end after: a cell whose expected seconds
-                left (:meth:`expected_seconds`) would take it past it is left for a later run; a cell nothing has
-                measured yet starts regardless. A machine that goes away at a known time loses no half-run cell.
+                left (:meth:`expected_seconds`) would take it past it is left for a later run; a cell of a network
+                no done cell at this scale has measured starts regardless. A machine that goes away at a known time
+                loses no half-run cell.
 
         Returns:
             ``(cell, outcome)`` per cell: ``done``, ``skipped (done)``, ``skipped (running)``,
@@ -688,7 +700,7 @@ def status_line(grid: Grid, states: dict[str, dict]) -> str:
         left[0] += (f" (about {seconds / 3600 / tally['running']:.1f} h of wall time with the {tally['running']} "
                     "runners on it now)")
     if unknown:
-        left.append(f"{unknown} cell(s) not timed yet (no done cell of their network and fine-tuning length)")
+        left.append(f"{unknown} cell(s) not timed yet (no done cell of their network at this scale)")
     shown = [f"{count} {state}" for state, count in tally.items() if count or state != NOT_RUN_HERE]
     return f"{grid.name} ({grid.scale}): " + ", ".join(shown) + "; " + ", plus ".join(left)
 

@@ -10,8 +10,9 @@
 # (benchmarks/results/grid_runners.json says how many more). A cell then takes longer, the grid less.
 # UNTIL=HH:MM (or an ISO date and time) starts no cell expected to end after it: set it to when the machine goes
 # away, and no half-run cell is lost. A cell with fine-tuning epochs done is timed by them; any other by the mean of
-# the done cells of the same kind, whatever their runners were (with several runners, set it early); a cell of a
-# kind not measured yet starts regardless.
+# the done cells of the same kind, whatever their runners were (with several runners, set it early), or, for a
+# table's first cells, by the other tables' done cells of the same network; a cell of a network no done cell has
+# measured starts regardless.
 #   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [UNTIL=...] [GRID_LOG=...] \
 #     recipes/grid_cpu.sh [TABLE ...]
 #   (default tables: table8 table1 presets study solvers ablations: Table 8's five cells, a few hours, finish a

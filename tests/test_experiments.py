@@ -254,16 +254,16 @@ def test_a_cell_held_by_another_runner_is_skipped_and_shown_running(tmp_path):
     assert grid.state(cell)["state"] == "to do"
 
 
-def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path):
+def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path, shared_weights):
     weights = 'weights="weights:resnet56-4bfd9763.th"'
     more = (f'Cell("resnet56", {weights}, method="fpgm", target_flops=0.6), '
-            f'Cell("resnet56", {weights}, method="random", target_flops=0.6, finetune_epochs=0)]')
+            'Cell("resnet20", weights="weights:resnet20-12fca82f.th", method="random", target_flops=0.6)]')
     text = TABLE.replace('method="l1", target_flops=0.6)]', f'method="l1", target_flops=0.6), {more}')
     grid = Grid(str(write_table(tmp_path, text)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
     done, same_kind, shorter = grid.cells
     grid.result_path(done).parent.mkdir(parents=True)
     grid.result_path(done).write_text(json.dumps({"seconds": {"total": 3600.0, "finetune": 3000.0}}))
-    assert grid.expected_seconds(same_kind) == 3600.0 and grid.expected_seconds(shorter) is None
+    assert grid.expected_seconds(same_kind) == 3600.0 and grid.expected_seconds(shorter) is None  # another network
     states = {done.id: {"state": "done"}, **{cell.id: grid.state(cell) for cell in (same_kind, shorter)}}
     assert states[same_kind.id]["detail"] == "not started; about 60 min to go"
     assert states[shorter.id]["detail"] == "not started"  # nothing has timed it
@@ -278,10 +278,37 @@ def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path):
         assert experiments.status_line(grid, running).endswith(  # two cells held: two runners share what is left
             "1 done, 2 running, 0 failed, 0 to do; about 1.0 h of compute left at the measured rate (about 0.5 h of "
             "wall time with the 2 runners on it now), plus 1 cell(s) not timed yet (no done cell of their network "
-            "and fine-tuning length)")
+            "at this scale)")
     finally:
         for fd in held:
             os.close(fd)
+
+
+def test_a_tables_first_cells_are_timed_by_the_other_tables_cells_of_their_network(tmp_path):
+    weights = 'weights="weights:resnet56-4bfd9763.th"'
+    text = TABLE.replace('method="l1", target_flops=0.6)]',
+                         f'method="l1", target_flops=0.6), Cell("resnet56", {weights}, method="fpgm", '
+                         'target_flops=0.6, finetune_epochs=0)]')
+    grid = Grid(str(write_table(tmp_path, text)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
+    finetuned, not_finetuned = grid.cells
+    assert grid.expected_seconds(finetuned) is None and grid.expected_seconds(not_finetuned) is None
+    other_table = tmp_path / "results" / "smoke" / "table1"
+    other_table.mkdir(parents=True)
+    for name, total, finetune, epochs in [("resnet56-sglp-00000000", 1000.0, 800.0, 4),  # 200 s an epoch
+                                          ("resnet56-stlp-00000000", 150.0, 0.0, 0),  # selection only
+                                          ("resnet20-l1-00000000", 9999.0, 9000.0, 1)]:  # another network
+        result = {"seconds": {"total": total, "finetune": finetune}, "finetune": {"history": [{}] * epochs}}
+        (other_table / f"{name}.json").write_text(json.dumps(result))
+    before_finetuning = (200.0 + 150.0) / 2
+    epochs = grid.protocol.finetune_epochs(finetuned)
+    assert grid.expected_seconds(finetuned) == before_finetuning + epochs * 200.0
+    assert grid.expected_seconds(not_finetuned) == before_finetuning
+    grid.result_path(not_finetuned).parent.mkdir(parents=True)  # its own table's done cells count among them
+    grid.result_path(not_finetuned).write_text(json.dumps({"seconds": {"total": 60.0, "finetune": 0.0},
+                                                           "finetune": {}}))
+    assert grid.expected_seconds(finetuned) == (200.0 + 150.0 + 60.0) / 3 + epochs * 200.0
+    (other_table / "resnet56-sglp-00000000.json").unlink()
+    assert grid.expected_seconds(finetuned) is None  # no fine-tuned cell of its network times its epochs
 
 
 def test_a_half_run_cell_is_expected_to_need_only_what_is_left_of_it(tmp_path):
