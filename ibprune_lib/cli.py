@@ -79,7 +79,7 @@ def _load_data(args):
     if args.data_folder is not None:
         if args.dataset is not None or args.data is not None or args.download:
             raise ValueError("--data-folder replaces CIFAR: drop --dataset, --data and --download")
-        return load_image_folder(args.data_folder, args.image_size, progress=not args.no_progress)
+        return load_image_folder(args.data_folder, args.image_size, progress=args.progress)
     if args.image_size is not None:
         raise ValueError("--image-size applies to --data-folder images; CIFAR's are 32×32: drop it")
     return load_cifar(args.dataset or "cifar10", args.data, args.download)
@@ -97,7 +97,8 @@ def _add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_progress_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (when writing to a log file)")
+    parser.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="no progress bars (when writing to a log file)")
 
 
 def _train(args) -> int:
@@ -122,13 +123,13 @@ def _train(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = fit(model, data, config, checkpoint=out / "checkpoint.pt", test_subset=args.test_subset,
-                 normalization=normalization, progress=not args.no_progress)
+                 normalization=normalization, progress=args.progress)
     weights = {k: v.cpu().half() if v.is_floating_point() else v.cpu() for k, v in model.state_dict().items()}
     file_name = re.sub(r"[^\w.-]", "_", args.model) + ".pt"
     weights_file = save_torch(out / file_name, {"state_dict": weights, "config": asdict(config)})
     reloaded = load_weights(get_model(args.model, data.num_classes), weights_file).to(device)
     n = args.test_subset or len(data.x_test)
-    fp16_top1 = evaluate(reloaded, data.x_test[:n], data.y_test[:n], normalization, progress=not args.no_progress)
+    fp16_top1 = evaluate(reloaded, data.x_test[:n], data.y_test[:n], normalization, progress=args.progress)
     log = {
         "model": args.model, "dataset": data.label, "config": asdict(config), "history": result.history,
         "normalization": normalization, "test_top1_final": result.test_top1, "test_top1_fp16_file": fp16_top1,
@@ -153,7 +154,7 @@ def _eval(args) -> int:
     model.to(device)
     n = args.test_subset or len(data.x_test)
     top1 = evaluate(model.to(memory_format=torch.channels_last), data.x_test[:n], data.y_test[:n],
-                    args.normalization or saved_normalization, progress=not args.no_progress)
+                    args.normalization or saved_normalization, progress=args.progress)
     print(f"{name}: {data.label} test top-1 {top1:.2f}% on {n} images")
     return 0
 
@@ -231,7 +232,7 @@ def _prune(args) -> int:
         model, images, method=args.method, target_params=args.target_params, target_flops=args.target_flops,
         kernel=args.kernel, preset=args.preset, skip_first=args.skip_first, widths=args.widths,
         direction=args.direction, seed=args.seed, beta=args.beta, min_width=args.min_width,
-        normalization=normalization, model_name=name, progress=not args.no_progress,
+        normalization=normalization, model_name=name, progress=args.progress,
     )
     report = result.report
     report["settings"]["weights"] = str(args.weights)
@@ -239,14 +240,14 @@ def _prune(args) -> int:
     report["provenance"]["command"] = " ".join(sys.argv)
     n = args.test_subset or len(data.x_test)
     test = lambda m: evaluate(m, data.x_test[:n], data.y_test[:n], normalization,  # noqa: E731
-                              progress=not args.no_progress)
+                              progress=args.progress)
     stages = report["stages"] = {}
     if args.test_subset != 0:
         stages["unpruned"], stages["pruned"] = test(model), test(result.model)
         report["test_images"] = n
     if args.recalibrate_bn:
         if recalibrate_batchnorm(result.model, data.x_train, normalization, args.recalibrate_bn, 128, args.seed,
-                                 progress=not args.no_progress):
+                                 progress=args.progress):
             report["settings"]["recalibrate_bn_batches"] = args.recalibrate_bn
             if args.test_subset != 0:
                 stages["recalibrated"] = test(result.model)
@@ -258,7 +259,7 @@ def _prune(args) -> int:
             print(f"resuming the fine-tuning from {checkpoint}")
         history = finetune(result.model, data, name, args.finetune_epochs, lr=args.finetune_lr, seed=args.seed,
                            checkpoint=checkpoint, test_subset=args.test_subset or None, precision=args.precision,
-                           normalization=normalization, progress=not args.no_progress)
+                           normalization=normalization, progress=args.progress)
         report["finetune"] = {"epochs": args.finetune_epochs, "lr": args.finetune_lr, "precision": args.precision,
                               "history": history.history}
         if args.test_subset != 0:
@@ -356,7 +357,7 @@ def _experiments(args) -> int:
         print(status_line(grid, states))
         return 0
     device = resolve_device(args.device)
-    outcomes = grid.run(grid.select(args.cell), device, progress=not args.no_progress, until=until)
+    outcomes = grid.run(grid.select(args.cell), device, progress=args.progress, until=until)
     failed = [cell.id for cell, outcome in outcomes if outcome.startswith("failed")]
     print(f"{grid.name} ({grid.scale}): " + ", ".join(
         f"{sum(o.startswith(k) for _, o in outcomes)} {k}" for k in ("done", "skipped", "failed", NOT_RUN_HERE)
