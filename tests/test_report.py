@@ -1,10 +1,13 @@
 """The book's shared table style."""
 
+import json
+
 import pandas as pd
 import pytest
 
 from ibprune_lib.experiments import Cell, load_table
 from ibprune_lib.paper import TABLE8
+from ibprune_lib.provenance import REPO_ROOT
 from ibprune_lib.report import (
     NEEDS_GPU,
     NOT_RUN,
@@ -73,6 +76,21 @@ def test_a_sweep_holds_the_cells_that_vary_one_setting_and_quotes_the_paper_besi
                                                                                          "93.77 (8%)")
     with pytest.raises(ValueError, match="unknown setting 'threads'"):
         sweep_rows(cells, {}, "threads")
+
+
+def test_a_sweep_cell_that_ran_shows_every_stage_beside_the_cells_not_run_yet():
+    cells = load_table("ablations", "cpu")
+    first = sweep_rows(cells, {}, "batch_size").iloc[0]
+    committed = next((REPO_ROOT / "results" / "cpu" / "table1").glob("vgg16-sglp-*.json"))  # a real result's shape
+    result = json.loads(committed.read_text())
+    table = sweep_table(sweep_rows(cells, {first["id"]: result}, "batch_size"), "batch")
+    ran, rest = table.iloc[0], table.iloc[1:]
+    stages = result["stages"]
+    assert ran["top-1 (%)"] == f"{stages['finetuned']:.2f}"
+    assert ran["Δ (points)"] == f"{stages['finetuned'] - stages['unpruned']:+.2f}"
+    assert ran["recalibrated (%)"].startswith(f"{stages['recalibrated']['mean']:.2f} ± ")
+    assert ran["FLOPs ↓ (%)"] == f"{result['counts']['flops_reduction']:.1f}"
+    assert (rest["top-1 (%)"] == NOT_RUN).all() and (rest["Δ (points)"] == "").all()
 
 
 def test_a_study_cell_says_what_it_changed_and_overlaps_are_jaccard_means():
