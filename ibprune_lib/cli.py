@@ -346,6 +346,7 @@ def _experiments(args) -> int:
                   f"skip {cell.skip_first}" + (f" preset {cell.preset}" if cell.preset != "paper" else "")
                   + (" raw maps" if not cell.use_gram else "") + (" columns" if cell.direction == "columns" else "")
                   + ("" if cell.finetune_epochs is None else f" fine-tune {cell.finetune_epochs} epochs")
+                  + ("" if cell.finetune_precision is None else f" {cell.finetune_precision}")
                   + ("" if cell.finetune_seed is None else f" fine-tuning seed {cell.finetune_seed}")
                   + "".join(f" {name}={value}" for name, value in cell.options)
                   + (f" needs {cell.needs}" if cell.needs else ""))

@@ -45,12 +45,12 @@ from .provenance import REPO_ROOT, git_commit, provenance, save_json
 from .pruning import prune
 from .pruning.pipeline import check_options
 from .selection import PRESETS, preset_settings
-from .train import TrainConfig, evaluate, fit, recalibrate_batchnorm
+from .train import PRECISIONS, TrainConfig, evaluate, fit, has_fast_bf16, recalibrate_batchnorm
 
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 SCALES = ("smoke", "cpu", "paper")
 CODE_COMMIT = git_commit()  # the code this process runs, even if HEAD moves while a long grid trains
-LATER_FIELDS = ("use_gram", "finetune_epochs", "finetune_seed", "needs", "options")
+LATER_FIELDS = ("use_gram", "finetune_epochs", "finetune_seed", "needs", "options", "finetune_precision")
 """Cell fields added after Table 1's first cells were committed: at their defaults they stay out of ``Cell.id``."""
 
 RAW_MAP_METHODS = ("sglp", "stlp", "lasso")
@@ -98,6 +98,8 @@ class Cell:
         needs: ``"cuda"`` for a cell this project's CPU cannot afford (GoogLeNet: 33 minutes an epoch); a
             runner without ``--device cuda`` leaves it "not run here".
         options: (name, value) pairs of ``SELECTION_OPTIONS`` passed to the selection, over the preset's.
+        finetune_precision: the fine-tuning precision instead of the scale's recipe (``train.PRECISIONS``); a
+            ``"bf16"`` cell runs only where bf16 is fast (``train.has_fast_bf16``): the ablations' short protocol.
     """
 
     model: str
@@ -119,6 +121,7 @@ class Cell:
     finetune_seed: int | None = None
     needs: str | None = None
     options: tuple[tuple[str, Any], ...] = ()
+    finetune_precision: str | None = None
 
     @property
     def id(self) -> str:
@@ -169,12 +172,20 @@ class Cell:
                              f"{', '.join(SELECTION_OPTIONS)}")
         if self.needs not in (None, "cuda"):
             raise ValueError(f"cell {self.id}: needs must be None or 'cuda', got {self.needs!r}")
+        if self.finetune_precision not in (None, *PRECISIONS):
+            raise ValueError(f"cell {self.id}: finetune_precision must be None or one of {', '.join(PRECISIONS)}, "
+                             f"got {self.finetune_precision!r}")
         if not self.use_gram and self.method not in RAW_MAP_METHODS:
             raise ValueError(f"cell {self.id}: use_gram=False is for {', '.join(RAW_MAP_METHODS)}, not {self.method}")
 
-    def runs_on(self, device: torch.device) -> bool:
-        """Whether a runner on ``device`` runs this cell (a cell that needs CUDA does not run on a CPU)."""
-        return self.needs is None or torch.device(device).type == self.needs
+    def missing_on(self, device: torch.device) -> str | None:
+        """What a runner on ``device`` lacks to run this cell (CUDA; hardware bf16), or None when it runs it."""
+        device = torch.device(device)
+        if self.needs is not None and device.type != self.needs:
+            return f"needs --device {self.needs} (a GPU)"
+        if self.finetune_precision == "bf16" and not has_fast_bf16(device):
+            return "needs a CPU with AVX512-BF16 or AMX, or --device cuda (bf16 fine-tuning)"
+        return None
 
     def weights_path(self) -> Path | None:
         """The weights file this cell starts from, resolved on this machine; None for ``untrained``."""
@@ -215,6 +226,11 @@ class Protocol:
     def finetune_epochs(self, cell: Cell) -> int:
         """The epochs ``cell`` is fine-tuned for: its own, else the recipe's."""
         return self.finetune.epochs if cell.finetune_epochs is None else cell.finetune_epochs
+
+    def finetune_config(self, cell: Cell, model: str, seed: int) -> TrainConfig:
+        """The recipe ``cell`` is fine-tuned with: the scale's, with the cell's own epochs and precision."""
+        precision = self.finetune.precision if cell.finetune_precision is None else cell.finetune_precision
+        return replace(self.finetune, model=model, seed=seed, epochs=self.finetune_epochs(cell), precision=precision)
 
 
 _FINETUNE = dict(momentum=0.9, nesterov=True, weight_decay=5e-4, batch_size=128, schedule="onecycle", seed=0)
@@ -359,8 +375,9 @@ class Grid:
         result = self.read(cell)
         if result is not None:
             return {"state": "done", "detail": _summary(result), "seconds": result["seconds"]["total"]}
-        if cell.needs is not None:
-            return {"state": NOT_RUN_HERE, "detail": f"needs --device {cell.needs} (a GPU)"}
+        missing = cell.missing_on(torch.device("cpu"))
+        if missing is not None:
+            return {"state": NOT_RUN_HERE, "detail": missing}
         expected = self.expected_seconds(cell)
         lock = _try_lock(self._lock_path(cell))
         if lock is None:
@@ -413,7 +430,7 @@ class Grid:
         self.check_writable()
         for cell in cells:
             path = cell.weights_path()
-            if self.result_path(cell).is_file() or not cell.runs_on(device) or path is None or path.is_file():
+            if self.result_path(cell).is_file() or cell.missing_on(device) or path is None or path.is_file():
                 continue
             name = cell.weights.removeprefix("weights:")
             if name in PRETRAINED:
@@ -430,8 +447,9 @@ class Grid:
             if self.result_path(cell).is_file():
                 outcomes.append((cell, "skipped (done)"))
                 continue
-            if not cell.runs_on(device):
-                outcomes.append((cell, f"{NOT_RUN_HERE}: needs --device {cell.needs}"))
+            missing = cell.missing_on(device)
+            if missing is not None:
+                outcomes.append((cell, f"{NOT_RUN_HERE}: {missing}"))
                 continue
             expected = self.expected_seconds(cell) if until is not None else None
             if expected is not None and time.time() + expected > until:
@@ -635,7 +653,7 @@ def run_cell(
     history, top1_finetuned = None, None
     if epochs:
         seed = seeds[0] if cell.finetune_seed is None else cell.finetune_seed
-        config = TrainConfig(**{**asdict(protocol.finetune), "model": name, "seed": seed, "epochs": epochs})
+        config = protocol.finetune_config(cell, name, seed)
         history = fit(finetuned, data, config, checkpoint=work / "finetune.pt", test_subset=protocol.monitor_images,
                       progress=progress)
         top1_finetuned = evaluate(finetuned, x_test, y_test, name, progress=False)
@@ -671,6 +689,7 @@ def run_cell(
         "selection_seconds": mean_spread([r["selection_seconds"] for r in records]),
         "seeds": records,
         "finetune": {"epochs": epochs, "seed": config.seed if epochs else None,
+                     "precision": config.precision if epochs else None,
                      "history": history.history if history else [],
                      "wall_seconds": history.wall_seconds if history else 0.0},
         "seconds": {**stages["seconds"], "per_seed": [r["seconds"] for r in records], "finetune": finetune_seconds,

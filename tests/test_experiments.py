@@ -132,6 +132,35 @@ def test_a_second_fine_tuning_run_fine_tunes_the_same_pruned_network_in_another_
     assert [grid.read(cell)["finetune"]["seed"] for cell in grid.cells] == [0, 3]
 
 
+BF16 = '''
+from ibprune_lib.experiments import UNTRAINED, Cell
+
+def cells(scale):
+    return [Cell("resnet20", weights=UNTRAINED, method="l1", target_flops=0.5, finetune_epochs=1,
+                 finetune_precision="bf16")]
+'''
+
+
+def test_a_bf16_cell_fine_tunes_in_bf16_where_the_hardware_has_it_and_is_not_run_elsewhere(tmp_path, monkeypatch):
+    precisions = []
+    fit = experiments.fit
+    monkeypatch.setattr(experiments, "fit", lambda model, data, config, **kwargs: precisions.append(
+        config.precision) or fit(model, data, config, **kwargs))
+    monkeypatch.setattr(experiments, "has_fast_bf16", lambda device: False)
+    grid = Grid(str(write_table(tmp_path, BF16)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
+    (cell,) = grid.cells
+    missing = "needs a CPU with AVX512-BF16 or AMX, or --device cuda (bf16 fine-tuning)"
+    assert grid.run(grid.cells, torch.device("cpu"), progress=False) == [(cell, f"{NOT_RUN_HERE}: {missing}")]
+    assert grid.state(cell) == {"state": NOT_RUN_HERE, "detail": missing} and not precisions
+    monkeypatch.setattr(experiments, "has_fast_bf16", lambda device: True)
+    assert grid.run(grid.cells, torch.device("cpu"), progress=False) == [(cell, "done")]
+    result = grid.read(cell)
+    assert precisions == ["bf16"] and result["finetune"]["precision"] == "bf16"
+    assert result["protocol"]["finetune"]["precision"] == "fp32"  # the scale's recipe, which the cell overrides
+    with pytest.raises(ValueError, match="finetune_precision must be None or one of fp32, bf16, got 'fp16'"):
+        replace(cell, finetune_precision="fp16").check()
+
+
 def test_the_ablations_smoke_cell_regresses_raw_maps_and_fine_tunes_for_its_own_epochs(tmp_path, shared_weights):
     done = run_cli("experiments", "run", "ablations", *grid_args(Path("ablations.py"), tmp_path)[1:])
     assert done.returncode == 0, done.stderr
@@ -154,7 +183,7 @@ def test_the_study_smoke_cell_passes_its_option_and_stops_after_recalibration(tm
     assert outcome[1] == "done" and calls and set(calls) == {4}
     result = grid.read(grid.cells[0])
     assert result["stages"]["finetuned"] is None
-    assert result["finetune"] == {"epochs": 0, "seed": None, "history": [], "wall_seconds": 0.0}
+    assert result["finetune"] == {"epochs": 0, "seed": None, "precision": None, "history": [], "wall_seconds": 0.0}
     assert result["cell"]["options"] == [["knn", 4]] and "not fine-tuned" in grid.state(grid.cells[0])["detail"]
     assert result["cell"]["selection_settings"] == {"kernel": "laplacian", "knn": 4}
     with pytest.raises(ValueError, match="unknown option 'tau'"):
@@ -167,7 +196,7 @@ def test_ablations_sweep_one_setting_at_a_time_from_table1s_vgg16_cell():
     varied = {key for c in cells if c.method == "sglp" for key in ("kernel", "batch_size", "skip_first", "use_gram",
               "direction", "target_params", "target_flops") if getattr(c, key) != getattr(base, key)}  # fmt: skip
     assert varied == {"kernel", "batch_size", "skip_first", "use_gram", "direction", "target_params", "target_flops"}
-    assert all(c.finetune_epochs == 3 and c.model == "vgg16" for c in cells)
+    assert all(c.finetune_epochs == 3 and c.finetune_precision == "bf16" and c.model == "vgg16" for c in cells)
     assert all(sum(getattr(c, key) != getattr(base, key) for key in ("kernel", "batch_size", "skip_first", "use_gram",
                "direction")) <= 1 for c in cells)  # fmt: skip
 
@@ -204,7 +233,8 @@ def test_a_cell_that_needs_a_gpu_is_not_run_here_on_a_cpu(tmp_path):
     table = write_table(tmp_path, text)  # its weights are missing too: a CPU runner must not ask for them
     grid = Grid(str(table), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
     cell = grid.cells[0]
-    assert grid.run([cell], torch.device("cpu"), progress=False) == [(cell, f"{NOT_RUN_HERE}: needs --device cuda")]
+    assert grid.run([cell], torch.device("cpu"), progress=False) == [
+        (cell, f"{NOT_RUN_HERE}: needs --device cuda (a GPU)")]
     assert grid.state(cell)["state"] == NOT_RUN_HERE and not grid.result_path(cell).exists()
     result = run_cli("experiments", "run", *grid_args(table, tmp_path))
     assert result.returncode == 0 and "0 done, 0 skipped, 0 failed, 1 not run here" in result.stdout
