@@ -3,8 +3,8 @@ at the paper's settings, solved with SPG (the paper's solver) instead of the exa
 
 The exact solver's cells are the study's own (``experiments/study.py``); each cell here differs from one of them
 in the solver alone, so the two keep comparable channels and top-1 (notebook 18, "Beyond the paper"). SPG takes
-10-20 minutes a seed on ResNet-56, so these cells are a table of their own, run after Table 1's; none runs at
-the smoke scale.
+10-20 minutes a seed on ResNet-56 and over 30 on VGG-16, so these cells are a table of their own, run last (after
+the ablations); none runs at the smoke scale.
 
     python -m ibprune_lib experiments run solvers --scale cpu
 """
