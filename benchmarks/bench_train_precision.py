@@ -2,8 +2,8 @@
 
 For each model: SGD steps on a real CIFAR-10 batch (bs 128, channels_last), fp32 and bf16 steps interleaved so
 that both see the same machine load; after warm-up, the median of the timed steps. The ratio fp32 / bf16 is the
-speed-up (> 1 means bf16 is faster); it needs a CPU with AVX512-BF16 or AMX, and is about 1 without.
-Prints and writes ``results/train_precision.json``.
+speed-up (> 1 means bf16 is faster); it needs a CPU with AVX512-BF16 or AMX (``bf16_in_hardware`` in the
+result), and is below 1 without. Prints and writes ``results/train_precision[_<tag>].json``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 from common import add_common_arguments, calibration_images, record, step_seconds
 
 from ibprune_lib.models import get_model
+from ibprune_lib.train import has_fast_bf16
 
 
 def main() -> None:
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6, help="timed steps per precision")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--note", default="", help="conditions worth recording (e.g. another job running)")
+    parser.add_argument("--tag", default="", help="suffix of the result file name (e.g. the CPU)")
     add_common_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -48,8 +50,9 @@ def main() -> None:
             "epoch_minutes_at_391_steps": {k: round(v * 391 / 60, 2) for k, v in medians.items()},
         }
         print(name, results[name], flush=True)
-    record("train_precision", {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
-                               "note": args.note, "models": results})
+    record("train_precision" + (f"_{args.tag}" if args.tag else ""),
+           {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup, "note": args.note,
+            "bf16_in_hardware": has_fast_bf16(torch.device("cpu")), "models": results})
 
 
 if __name__ == "__main__":
