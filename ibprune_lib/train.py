@@ -145,8 +145,9 @@ def resolve_device(name: str) -> torch.device:
 def has_fast_bf16(device: torch.device) -> bool:
     """Whether ``device`` runs bf16 in hardware: CUDA, or a CPU with AVX512-BF16 or AMX.
 
-    Elsewhere bf16 is emulated: a training step took 10 times as long as in fp32 on a Xeon without either, against
-    1.6 (AMD EPYC) and 2.1 (Xeon with AMX) times faster with them.
+    Elsewhere bf16 is emulated: a training step took about 10 times as long as in fp32 on a CPU with AVX2 only,
+    against 1.6 (AMD EPYC) and 1.9-2.2 (Xeon with AMX) times faster with them
+    (``benchmarks/results/train_precision*.json``).
     """
     if device.type == "cuda":
         return True
