@@ -3,9 +3,10 @@ at the paper's settings, solved with SPG (the paper's solver) instead of the exa
 
 The exact solver's cells are the study's own (``experiments/study.py``); each cell here differs from one of them
 in the solver alone, so the two keep comparable channels and top-1 (notebook 18, "Beyond the paper"). SPG's
-selection took 20 seconds a seed on ResNet-56 (the committed cells) but about 45 minutes on VGG-16, whose
-512-channel layers took 400 seconds each against 18 for the exact solver (one thread, the grid busy): these cells
-are a table of their own, run last (after the ablations); none runs at the smoke scale.
+selection took 20 seconds a seed on ResNet-56 (the committed cells), and on VGG-16 an estimated 45 minutes: of
+two layers timed (one thread, the grid busy), a 256-channel one took 50 seconds and a 512-channel one 400, against
+2 and 18 with the exact solver. So these cells are a table of their own, run last (after the ablations); none runs
+at the smoke scale.
 
     python -m ibprune_lib experiments run solvers --scale cpu
 """
