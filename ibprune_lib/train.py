@@ -141,7 +141,6 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-
 def has_fast_bf16(device: torch.device) -> bool:
     """Whether ``device`` runs bf16 in hardware: CUDA, or a CPU with AVX512-BF16 or AMX.
 
@@ -153,6 +152,7 @@ def has_fast_bf16(device: torch.device) -> bool:
         return True
     capabilities = torch.cpu.get_capabilities()
     return bool(capabilities.get("avx512_bf16") or capabilities.get("amx_bf16"))
+
 
 @torch.no_grad()
 def recalibrate_batchnorm(

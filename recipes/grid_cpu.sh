@@ -16,8 +16,8 @@
 #   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [UNTIL=...] [GRID_LOG=...] \
 #     recipes/grid_cpu.sh [TABLE ...]
 #   (default tables: table8 table1 presets study ablations solvers: Table 8's five cells, a few hours, finish a
-#   table before Table 1's remaining day of cells; the smoothed solver's VGG-16 cells, whose selection alone took
-#   over 30 minutes a seed and which --until cannot time before one has run, come last)
+#   table before Table 1's remaining day of cells; the smoothed solver's VGG-16 cells come last: their selection
+#   takes about 45 minutes a seed, and until one has run --until times them by other tables' VGG-16 cells, minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if (( $# )); then tables=("$@"); else tables=(table8 table1 presets study ablations solvers); fi
