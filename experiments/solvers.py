@@ -6,7 +6,9 @@ in the solver alone, so the two keep comparable channels and top-1 (notebook 18,
 selection took 20 seconds a seed on ResNet-56 (the committed cells), and on VGG-16 an estimated 45 minutes: of
 two layers timed (one thread, the grid busy), a 256-channel one took 50 seconds and a 512-channel one 400, against
 2 and 18 with the exact solver. So these cells are a table of their own, run last (after the ablations); none runs
-at the smoke scale.
+at the smoke scale. Until a VGG-16 cell here is done, nothing has timed SPG on VGG-16, and a run with ``--until``
+(the grid's UNTIL) leaves them: run them by hand, without it, where a few hours are free. Each seed's selection is
+saved as it ends, so a run stopped half-way loses at most one seed.
 
     python -m ibprune_lib experiments run solvers --scale cpu
 """

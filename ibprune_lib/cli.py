@@ -363,6 +363,10 @@ def _experiments(args) -> int:
     print(f"{grid.name} ({grid.scale}): " + ", ".join(
         f"{sum(o.startswith(k) for _, o in outcomes)} {k}" for k in ("done", "skipped", "failed", NOT_RUN_HERE)
         if k != NOT_RUN_HERE or any(o.startswith(k) for _, o in outcomes)))
+    untimed = [cell.id for cell, outcome in outcomes if outcome.startswith("skipped (not timed yet")]
+    if untimed:
+        print(f"left {len(untimed)} cell(s) nothing has timed yet, as --until cannot hold for them: run them "
+              f"without --until ({', '.join(untimed)})")
     return 1 if failed else 0
 
 
@@ -485,8 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--until", default=None,
                              help="run: start no cell expected to end after this time, HH:MM (today) or ISO date "
                                   "and time, e.g. when the machine goes away (expected: a half-run cell's own "
-                                  "fine-tuning epochs, else the table's done cells of its network and fine-tuning "
-                                  "length)")
+                                  "fine-tuning epochs, else the done cells of its network, solver and fine-tuning "
+                                  "precision; a cell nothing has timed is left for a run without --until)")
     experiments.set_defaults(run=_experiments)
     return parser
 

@@ -227,10 +227,14 @@ class Protocol:
         """The epochs ``cell`` is fine-tuned for: its own, else the recipe's."""
         return self.finetune.epochs if cell.finetune_epochs is None else cell.finetune_epochs
 
+    def finetune_precision(self, cell: Cell) -> str:
+        """The precision ``cell`` is fine-tuned in: its own, else the recipe's."""
+        return self.finetune.precision if cell.finetune_precision is None else cell.finetune_precision
+
     def finetune_config(self, cell: Cell, model: str, seed: int) -> TrainConfig:
         """The recipe ``cell`` is fine-tuned with: the scale's, with the cell's own epochs and precision."""
-        precision = self.finetune.precision if cell.finetune_precision is None else cell.finetune_precision
-        return replace(self.finetune, model=model, seed=seed, epochs=self.finetune_epochs(cell), precision=precision)
+        return replace(self.finetune, model=model, seed=seed, epochs=self.finetune_epochs(cell),
+                       precision=self.finetune_precision(cell))
 
 
 _FINETUNE = dict(momentum=0.9, nesterov=True, weight_decay=5e-4, batch_size=128, schedule="onecycle", seed=0)
@@ -338,13 +342,15 @@ class Grid:
         return [known[i] for i in cell_ids]
 
     def expected_seconds(self, cell: Cell) -> float | None:
-        """Seconds ``cell`` still needs, or None when nothing has measured it.
+        """Seconds ``cell`` still needs, or None when nothing done has measured a cell of its kind.
 
         A cell with a fine-tuning checkpoint is timed by its own epochs: what its epochs left take at the speed
-        this machine and runner count gave the ones done. Otherwise the mean of this grid's done cells of the same
-        network and fine-tuning length, less what the cell's saved stages already took; when this grid has none,
-        the done cells of the same network in every table at this scale, their fine-tuning per epoch times the
-        cell's epochs (so a table's first cell is timed too, and ``--until`` holds for it).
+        this machine and runner count gave the ones done. Otherwise by done cells of its kind (:meth:`timing_kind`:
+        network, solver, fine-tuning precision): the mean of this grid's done cells of its kind and fine-tuning
+        length, less what the cell's saved stages already took; when this grid has none, the done cells of every
+        table at this scale, what came before their fine-tuning from those of the same network and solver, their
+        fine-tuning per epoch from those of the same network and precision, times the cell's epochs (so a table's
+        first cell is timed too, and ``--until`` holds for it).
         """
         epochs = self.protocol.finetune_epochs(cell)
         work = self.work_dir(cell)
@@ -352,22 +358,32 @@ class Grid:
         if finetuning is not None:
             epochs_done, seconds = finetuning
             return (epochs - epochs_done) * seconds / epochs_done
+        network, solver, precision = kind = self.timing_kind(cell)
         measured = [result["seconds"] for other in self.cells
-                    if other.model == cell.model and self.protocol.finetune_epochs(other) == epochs
+                    if self.timing_kind(other) == kind and self.protocol.finetune_epochs(other) == epochs
                     and (result := self.read(other)) is not None]  # fmt: skip
         if measured:
             finetuning = fmean(seconds["finetune"] for seconds in measured)
         else:
-            same_network = self.results.glob(f"{self.scale}/*/{cell.model}-*.json")  # every table's done cells
-            elsewhere = [json.loads(path.read_text()) for path in same_network]
-            finetuned = [result for result in elsewhere if result["finetune"].get("history")]
-            if not elsewhere or (epochs and not finetuned):
+            same_network = self.results.glob(f"{self.scale}/*/{network}-*.json")  # every table's done cells
+            results = [json.loads(path.read_text()) for path in same_network]
+            elsewhere = [(_timing_kind(result), result) for result in results]
+            selected_alike = [result for other, result in elsewhere if other[1] == solver]
+            finetuned_alike = [result for other, result in elsewhere
+                               if other[2] == precision and result["finetune"].get("history")]  # fmt: skip
+            if not selected_alike or (epochs and not finetuned_alike):
                 return None
-            measured = [result["seconds"] for result in elsewhere]
+            measured = [result["seconds"] for result in selected_alike]
             finetuning = epochs * fmean(result["seconds"]["finetune"] / len(result["finetune"]["history"])
-                                        for result in finetuned) if epochs else 0.0  # fmt: skip
+                                        for result in finetuned_alike) if epochs else 0.0  # fmt: skip
         before_finetuning = fmean(seconds["total"] - seconds["finetune"] for seconds in measured)
         return max(before_finetuning - _seconds_before_finetuning(_saved_stages(work)), 0.0) + finetuning
+
+    def timing_kind(self, cell: Cell) -> tuple[str, str | None, str]:
+        """What a cell's seconds depend on most: (network, solver, fine-tuning precision). The solver is None for
+        the exact one; SPG's selection takes 20 times as long on VGG-16 (``experiments/solvers.py``), bf16
+        fine-tuning half as long on a CPU with AMX."""
+        return cell.model, cell.selection_settings().get("solver"), self.protocol.finetune_precision(cell)
 
     def state(self, cell: Cell) -> dict:
         """``{"state": done|running|failed|to do|not run here, "detail": str}`` of one cell; a cell still to run
@@ -419,13 +435,14 @@ class Grid:
             device: where they run.
             progress: progress bars.
             until: a time (``time.time()`` seconds) no cell should end after: a cell whose expected seconds
-                left (:meth:`expected_seconds`) would take it past it is left for a later run; a cell of a network
-                no done cell at this scale has measured starts regardless. A machine that goes away at a known time
-                loses no half-run cell.
+                left (:meth:`expected_seconds`) would take it past it is left for a later run, and so is one of a
+                kind nothing done at this scale has timed (run it without ``until``). A machine that goes away at a
+                known time loses no half-run cell.
 
         Returns:
             ``(cell, outcome)`` per cell: ``done``, ``skipped (done)``, ``skipped (running)``,
-            ``skipped (would end after --until)`` or ``failed: …``.
+            ``skipped (would end after --until)``, ``skipped (not timed yet: run it without --until)`` or
+            ``failed: …``.
         """
         self.check_writable()
         for cell in cells:
@@ -452,6 +469,9 @@ class Grid:
                 outcomes.append((cell, f"{NOT_RUN_HERE}: {missing}"))
                 continue
             expected = self.expected_seconds(cell) if until is not None else None
+            if until is not None and expected is None:
+                outcomes.append((cell, "skipped (not timed yet: run it without --until)"))
+                continue
             if expected is not None and time.time() + expected > until:
                 outcomes.append((cell, "skipped (would end after --until)"))
                 continue
@@ -481,6 +501,15 @@ class Grid:
             finally:
                 os.close(lock)
         return outcomes
+
+
+def _timing_kind(result: dict) -> tuple[str, str | None, str]:
+    """:meth:`Grid.timing_kind` of a done cell, from its result (one from before the settings were recorded
+    pruned with its own options, one from before precisions were, was fine-tuned in its protocol's)."""
+    cell = result["cell"]
+    settings = cell.get("selection_settings", dict(cell.get("options", ())))
+    precision = result["finetune"].get("precision") or result["protocol"]["finetune"]["precision"]
+    return cell["model"], settings.get("solver"), precision
 
 
 def _try_lock(path: Path) -> int | None:
@@ -719,7 +748,8 @@ def status_line(grid: Grid, states: dict[str, dict]) -> str:
         left[0] += (f" (about {seconds / 3600 / tally['running']:.1f} h of wall time with the {tally['running']} "
                     "runners on it now)")
     if unknown:
-        left.append(f"{unknown} cell(s) not timed yet (no done cell of their network at this scale)")
+        left.append(f"{unknown} cell(s) not timed yet (nothing done at this scale has timed their network, solver "
+                    "and precision)")
     shown = [f"{count} {state}" for state, count in tally.items() if count or state != NOT_RUN_HERE]
     return f"{grid.name} ({grid.scale}): " + ", ".join(shown) + "; " + ", plus ".join(left)
 

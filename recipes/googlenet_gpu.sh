@@ -4,6 +4,8 @@
 # runs/googlenet-gpu/checkpoint.pt), copy it to results/<scale>/baselines/googlenet/, then run Table 1's GoogLeNet
 # cells, and only those, on the GPU. Rerun the same line after a kill: a trained baseline is not trained again and
 # the grid resumes cell by cell. Commit the baseline folder and results/<scale>/table1/googlenet-*.json afterwards.
+# UNTIL starts no cell expected to end after it, and so none before one GoogLeNet cell has run and timed the others:
+# leave it unset the first time.
 #   [IBPRUNE_DATA=...] [DEVICE=cuda] [SCALE=cpu|paper] [UNTIL=HH:MM] recipes/googlenet_gpu.sh [EPOCHS]
 #   (default: 30 epochs, the cpu scale's 8-epoch fine-tuning protocol)
 set -euo pipefail

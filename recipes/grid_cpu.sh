@@ -10,14 +10,14 @@
 # (benchmarks/results/grid_runners.json says how many more). A cell then takes longer, the grid less.
 # UNTIL=HH:MM (or an ISO date and time) starts no cell expected to end after it: set it to when the machine goes
 # away, and no half-run cell is lost. A cell with fine-tuning epochs done is timed by them; any other by the mean of
-# the done cells of the same kind, whatever their runners were (with several runners, set it early), or, for a
-# table's first cells, by the other tables' done cells of the same network; a cell of a network no done cell has
-# measured starts regardless.
+# the done cells of the same kind (network, solver, fine-tuning precision), whatever their runners were (with
+# several runners, set it early), or, for a table's first cells, by the other tables' done cells of that kind; a
+# cell of a kind nothing done has timed does not start under UNTIL: run it by hand, without --until.
 #   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [UNTIL=...] [GRID_LOG=...] \
 #     recipes/grid_cpu.sh [TABLE ...]
 #   (default tables: table8 table1 presets study ablations solvers: Table 8's five cells, a few hours, finish a
 #   table before Table 1's remaining day of cells; the smoothed solver's VGG-16 cells come last: their selection
-#   takes about 45 minutes a seed, and until one has run --until times them by other tables' VGG-16 cells, minutes)
+#   takes about 45 minutes a seed, and until one has run nothing times them, so UNTIL leaves them for a run by hand)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if (( $# )); then tables=("$@"); else tables=(table8 table1 presets study ablations solvers); fi

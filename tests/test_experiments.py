@@ -289,7 +289,11 @@ def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path, sh
     more = (f'Cell("resnet56", {weights}, method="fpgm", target_flops=0.6), '
             'Cell("resnet20", weights="weights:resnet20-12fca82f.th", method="random", target_flops=0.6)]')
     text = TABLE.replace('method="l1", target_flops=0.6)]', f'method="l1", target_flops=0.6), {more}')
-    grid = Grid(str(write_table(tmp_path, text)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
+    table = write_table(tmp_path, text)
+    untimed = run_cli("experiments", "run", *grid_args(table, tmp_path / "fresh"), "--until", "2099-01-01T00:00")
+    assert untimed.returncode == 0 and "0 done, 3 skipped, 0 failed" in untimed.stdout  # nothing has run: none timed
+    assert "nothing has timed yet, as --until cannot hold for them: run them without --until" in untimed.stdout
+    grid = Grid(str(table), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
     done, same_kind, shorter = grid.cells
     grid.result_path(done).parent.mkdir(parents=True)
     grid.result_path(done).write_text(json.dumps({"seconds": {"total": 3600.0, "finetune": 3000.0}}))
@@ -301,44 +305,66 @@ def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path, sh
     held = [_try_lock(grid._lock_path(cell)) for cell in (same_kind, shorter)]  # so that nothing actually runs
     try:
         soon = grid.run([same_kind, shorter], torch.device("cpu"), progress=False, until=time.time() + 60)
-        assert soon == [(same_kind, "skipped (would end after --until)"), (shorter, "skipped (running)")]
+        assert soon == [(same_kind, "skipped (would end after --until)"),
+                        (shorter, "skipped (not timed yet: run it without --until)")]  # --until cannot hold for it
         later = grid.run([same_kind], torch.device("cpu"), progress=False, until=time.time() + 7200)
         assert later == [(same_kind, "skipped (running)")]  # it fits: the runner goes on to take its lock
+        assert grid.run([shorter], torch.device("cpu"), progress=False) == [(shorter, "skipped (running)")]
         running = {**states, **{cell.id: {**states[cell.id], "state": "running"} for cell in (same_kind, shorter)}}
         assert experiments.status_line(grid, running).endswith(  # two cells held: two runners share what is left
             "1 done, 2 running, 0 failed, 0 to do; about 1.0 h of compute left at the measured rate (about 0.5 h of "
-            "wall time with the 2 runners on it now), plus 1 cell(s) not timed yet (no done cell of their network "
-            "at this scale)")
+            "wall time with the 2 runners on it now), plus 1 cell(s) not timed yet (nothing done at this scale has "
+            "timed their network, solver and precision)")
     finally:
         for fd in held:
             os.close(fd)
 
 
-def test_a_tables_first_cells_are_timed_by_the_other_tables_cells_of_their_network(tmp_path):
+def done_record(model: str, total: float, finetune: float, epochs: int, solver: str | None = None,
+                precision: str = "fp32", old: bool = False) -> dict:
+    """What timing reads of a done cell's result; ``old``: one from before the selection settings and the
+    fine-tuning precision were recorded (its options and its protocol's precision tell them)."""
+    options = [] if solver is None else [["solver", solver]]
+    record = {"cell": {"model": model, "options": options, "selection_settings": dict(options)},
+              "protocol": {"finetune": {"precision": "fp32"}}, "seconds": {"total": total, "finetune": finetune},
+              "finetune": {"history": [{}] * epochs, "precision": precision if epochs else None}}
+    if old:
+        del record["cell"]["selection_settings"], record["finetune"]["precision"]
+    return record
+
+
+def test_a_tables_first_cells_are_timed_by_the_other_tables_cells_of_their_kind(tmp_path):
     weights = 'weights="weights:resnet56-4bfd9763.th"'
-    text = TABLE.replace('method="l1", target_flops=0.6)]',
-                         f'method="l1", target_flops=0.6), Cell("resnet56", {weights}, method="fpgm", '
-                         'target_flops=0.6, finetune_epochs=0)]')
+    more = [f'Cell("resnet56", {weights}, method="fpgm", target_flops=0.6, finetune_epochs=0)',
+            f'Cell("resnet56", {weights}, method="sglp", target_flops=0.6, finetune_epochs=0, '
+            'options=(("solver", "spg"),))',
+            f'Cell("resnet56", {weights}, method="random", target_flops=0.6, finetune_precision="bf16")']
+    text = TABLE.replace('method="l1", target_flops=0.6)]', f'method="l1", target_flops=0.6), {", ".join(more)}]')
     grid = Grid(str(write_table(tmp_path, text)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
-    finetuned, not_finetuned = grid.cells
-    assert grid.expected_seconds(finetuned) is None and grid.expected_seconds(not_finetuned) is None
+    finetuned, not_finetuned, smoothed, in_bf16 = grid.cells
+    assert all(grid.expected_seconds(cell) is None for cell in grid.cells)
     other_table = tmp_path / "results" / "smoke" / "table1"
     other_table.mkdir(parents=True)
-    for name, total, finetune, epochs in [("resnet56-sglp-00000000", 1000.0, 800.0, 4),  # 200 s an epoch
-                                          ("resnet56-stlp-00000000", 150.0, 0.0, 0),  # selection only
-                                          ("resnet20-l1-00000000", 9999.0, 9000.0, 1)]:  # another network
-        result = {"seconds": {"total": total, "finetune": finetune}, "finetune": {"history": [{}] * epochs}}
-        (other_table / f"{name}.json").write_text(json.dumps(result))
-    before_finetuning = (200.0 + 150.0) / 2
+    for name, record in [("resnet56-sglp-00000000", done_record("resnet56", 1000.0, 800.0, 4, old=True)),
+                         ("resnet56-stlp-00000000", done_record("resnet56", 150.0, 0.0, 0)),  # selection only
+                         ("resnet56-l1-00000000", done_record("resnet56", 500.0, 400.0, 4, precision="bf16")),
+                         ("resnet56-stlp-11111111", done_record("resnet56", 5000.0, 0.0, 0, solver="spg", old=True)),
+                         ("resnet20-l1-00000000", done_record("resnet20", 9999.0, 9000.0, 1))]:  # another network
+        (other_table / f"{name}.json").write_text(json.dumps(record))
+    before_finetuning = (200.0 + 150.0 + 100.0) / 3  # every exact-solver cell, whatever its fine-tuning precision
     epochs = grid.protocol.finetune_epochs(finetuned)
-    assert grid.expected_seconds(finetuned) == before_finetuning + epochs * 200.0
+    assert grid.expected_seconds(finetuned) == before_finetuning + epochs * 200.0  # fp32 epochs: 200 s
+    assert grid.expected_seconds(in_bf16) == before_finetuning + epochs * 100.0  # bf16 epochs: 100 s
     assert grid.expected_seconds(not_finetuned) == before_finetuning
+    assert grid.expected_seconds(smoothed) == 5000.0  # SPG's selection, timed by SPG's cells alone
     grid.result_path(not_finetuned).parent.mkdir(parents=True)  # its own table's done cells count among them
-    grid.result_path(not_finetuned).write_text(json.dumps({"seconds": {"total": 60.0, "finetune": 0.0},
-                                                           "finetune": {}}))
-    assert grid.expected_seconds(finetuned) == (200.0 + 150.0 + 60.0) / 3 + epochs * 200.0
+    grid.result_path(not_finetuned).write_text(json.dumps(done_record("resnet56", 60.0, 0.0, 0)))
+    assert grid.expected_seconds(finetuned) == (200.0 + 150.0 + 100.0 + 60.0) / 4 + epochs * 200.0
     (other_table / "resnet56-sglp-00000000.json").unlink()
-    assert grid.expected_seconds(finetuned) is None  # no fine-tuned cell of its network times its epochs
+    assert grid.expected_seconds(finetuned) is None  # no fp32 fine-tuned cell of its network times its epochs
+    assert grid.expected_seconds(in_bf16) is not None
+    (other_table / "resnet56-stlp-11111111.json").unlink()
+    assert grid.expected_seconds(smoothed) is None  # the exact solver's cells do not time SPG's
 
 
 def test_a_half_run_cell_is_expected_to_need_only_what_is_left_of_it(tmp_path):
