@@ -5,8 +5,9 @@ calibration batch is 128 images of seeded Gaussian noise: the channels chosen me
 what a user pays per criterion. ``prune`` at Table 2's budget (57% of the FLOPs removed, one shared keep ratio,
 the first four prunable layers whole), Laplacian kernel, adaptive λ. Writes ``results/select_resnet50.json``:
 per method the selection seconds, the seconds of the budget (count model) and of the whole call, and per layer
-channels, kept, solves and seconds; a method is recorded as soon as it finishes. Run it on a quiet machine
-(pause the grid: ``kill -STOP``/``-CONT``); the JSON records the threads.
+channels, kept, solves and seconds; a method is recorded as soon as it finishes, and a stopped run of the same
+commit on the same machine goes on from the methods it recorded. Run it on a quiet machine (between grid cells:
+a paused cell's wall time would count the pause); the JSON records the threads.
 
     python benchmarks/bench_select_resnet50.py --methods l1 fpgm random hrank apib lasso stlp sglp
 """
@@ -18,7 +19,7 @@ import time
 
 import torch
 
-from common import add_common_arguments, record
+from common import add_common_arguments, earlier_record, record
 
 from ibprune_lib.models import get_model, input_size
 from ibprune_lib.pruning import METHODS, prune
@@ -36,8 +37,13 @@ def main() -> None:
     torch.manual_seed(0)
     model = get_model("resnet50", num_classes=1000).eval()
     images = torch.randn(args.batch_size, *input_size("resnet50"), generator=torch.Generator().manual_seed(0))
-    methods = {}
+    settings = {"model": "resnet50", "target_flops": TARGET_FLOPS, "skip_first": SKIP_FIRST,
+                "batch_size": args.batch_size, "kernel": "laplacian"}  # fmt: skip
+    methods = earlier_record("select_resnet50", settings).get("methods", {})
     for method in args.methods:
+        if method in methods:
+            print(f"resnet50 {method}: {methods[method]['selection_seconds']} s, timed by a stopped run", flush=True)
+            continue
         started = time.perf_counter()
         report = prune(model, images, method=method, target_flops=TARGET_FLOPS, skip_first=SKIP_FIRST,
                        model_name="resnet50").report  # fmt: skip
@@ -55,13 +61,9 @@ def main() -> None:
         record(
             "select_resnet50",
             {
-                "model": "resnet50",
                 "weights": "seeded initial weights (torch.manual_seed(0)): speed only",
                 "images": f"{args.batch_size} seeded Gaussian-noise images at 224x224: speed only",
-                "target_flops": TARGET_FLOPS,
-                "skip_first": SKIP_FIRST,
-                "batch_size": args.batch_size,
-                "kernel": "laplacian",
+                **settings,
                 "methods": methods,
             },
         )
