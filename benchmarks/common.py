@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from ibprune_lib.data import calibration_batch, load_cifar, normalise
 from ibprune_lib.models import get_model, load_weights, weights_dir
-from ibprune_lib.provenance import REPO_ROOT, git_commit, hardware, provenance, save_json
+from ibprune_lib.provenance import REPO_ROOT, hardware, provenance, save_json
 from ibprune_lib.runtime import keep_freed_memory
 
 keep_freed_memory()
@@ -108,10 +108,10 @@ def layer_features(model: nn.Module, images: torch.Tensor, consumer: nn.Module, 
     return captured["x"], captured["y"]
 
 
-def earlier_record(name: str, settings: dict) -> dict:
-    """What an earlier run of benchmark ``name`` left in ``results/<name>.json`` when it ran this clean commit on
-    this machine, with this many threads and the same ``settings``: a stopped run then goes on from it instead
-    of starting over. ``{}`` otherwise (another commit, uncommitted code, another machine or other settings).
+def earlier_record(name: str, settings: dict) -> dict | None:
+    """What an earlier run of benchmark ``name`` left in ``results/<name>.json``, when it measured on this machine,
+    with this many threads and the same ``settings``: a stopped run can go on from it. ``{}`` when there is none,
+    None when the record there was measured elsewhere or otherwise.
 
     Args:
         name: the benchmark, as given to :func:`record`.
@@ -121,12 +121,10 @@ def earlier_record(name: str, settings: dict) -> dict:
     if not path.is_file():
         return {}
     earlier = json.loads(path.read_text())
-    commit = git_commit()
-    same_code = not commit.endswith("+dirty") and earlier.get("commit") == commit
-    same_run = same_code and earlier.get("hardware") == hardware() and all(
+    same_measurement = earlier.get("hardware") == hardware() and all(
         earlier.get(key) == value for key, value in settings.items()
     )
-    return earlier if same_run else {}
+    return earlier if same_measurement else None
 
 
 def record(name: str, payload: dict) -> dict:
