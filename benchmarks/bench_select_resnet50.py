@@ -1,14 +1,16 @@
 """Time every criterion's channel selection on a ResNet-50 at 224×224: Table 2's network, speed only.
 
 No ImageNet and no pretrained ResNet-50 can be had here, so the network has its seeded initial weights and the
-calibration batch is 128 images of seeded Gaussian noise: the channels chosen mean nothing, the seconds are
-what a user pays per criterion. ``prune`` at Table 2's budget (57% of the FLOPs removed, one shared keep ratio,
-the first four prunable layers whole), Laplacian kernel, adaptive λ. Writes ``results/select_resnet50.json``:
-per method the selection seconds, the seconds of the budget (count model) and of the whole call, and per layer
-channels, kept, solves and seconds, and the commit it ran; a method is recorded as soon as it finishes, and with
-``--keep-earlier`` a stopped run goes on from the methods it recorded (same machine, threads and settings). Run it
-on a quiet machine (between grid cells: a paused cell's wall time would count the pause); the JSON records the
-threads.
+calibration batch is 128 images of seeded Gaussian noise: the channels chosen mean nothing, and the seconds are what
+a user pays per criterion, save sGLP-IB's: at initial weights every channel's centred Gram is nearly the same, so
+every pair of response columns correlates beyond τ, sGLP-IB's graph is complete and this is its slowest case
+(notebook 11 shows it). ``prune`` at Table 2's budget (57% of the FLOPs removed, one shared keep ratio, the first
+four prunable layers whole), Laplacian kernel, adaptive λ. Writes ``results/select_resnet50.json``: per method the
+selection seconds, the seconds of the budget (count model) and of the whole call, per layer channels, kept, solves,
+the edges of sGLP-IB's graph or the groups of sTLP-IB's tree, and seconds, and the commit it ran; a method is
+recorded as soon as it finishes, and with ``--keep-earlier`` a stopped run goes on from the methods it recorded
+(same machine, threads and settings). Run it on a quiet machine (between grid cells: a paused cell's wall time
+would count the pause); the JSON records the threads.
 
     python benchmarks/bench_select_resnet50.py --methods l1 fpgm random hrank apib lasso stlp sglp
     python benchmarks/bench_select_resnet50.py --keep-earlier --methods stlp   # the one a stopped run left
@@ -30,6 +32,7 @@ from ibprune_lib.pruning import METHODS, prune
 
 TARGET_FLOPS = 0.43  # the paper's sGLP-IB / sTLP-IB row of Table 2 removes 57% of the FLOPs
 SKIP_FIRST = 4
+LAYER_KEYS = ("name", "channels", "kept", "n_solves", "n_edges", "n_groups")
 
 
 def main() -> None:
@@ -64,7 +67,7 @@ def main() -> None:
             "budget_seconds": round(report["seconds"]["budget"], 2),
             "call_seconds": round(time.perf_counter() - started, 2),
             "layers": [
-                {key: layer[key] for key in ("name", "channels", "kept", "n_solves")} | {"seconds": round(layer["seconds"], 3)}
+                {key: layer[key] for key in LAYER_KEYS} | {"seconds": round(layer["seconds"], 3)}
                 for layer in report["layers"]
             ],
             "totals": report["totals"],

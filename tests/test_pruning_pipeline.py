@@ -36,8 +36,12 @@ def test_prune_meets_the_budget_and_reports_every_layer(method, widths, resnet20
     assert all(1 <= layer["kept"] == len(layer["kept_indices"]) <= layer["channels"] for layer in report["layers"])
     if method == "stlp":
         assert all(layer["lam"] > 0 and layer["n_solves"] >= 1 for layer in report["layers"])
+        # a basic block's conv2 answers with as many channels as conv1 has: a full tree over them has 2q - 1 groups
+        assert all(layer["n_groups"] == 2 * layer["channels"] - 1 and layer["n_edges"] is None
+                   for layer in report["layers"])  # fmt: skip
     else:
         assert "itpruner" in report["settings"]
+        assert all(layer["n_groups"] is None and layer["n_edges"] is None for layer in report["layers"])
     json.dumps(report)  # JSON-ready
     assert result.model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 

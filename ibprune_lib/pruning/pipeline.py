@@ -39,8 +39,9 @@ class PruneResult:
 
     Attributes:
         model: the pruned copy, a dense ``nn.Module`` in eval mode.
-        report: JSON-ready: ``layers`` (name, channels, kept, kept indices, λ, solves, seconds), ``totals``
-            (MACs/params before, after, ratios), ``settings``, ``seconds`` and ``provenance``.
+        report: JSON-ready: ``layers`` (name, channels, kept, kept indices, λ, solves, iterations, the edges
+            of sGLP-IB's graph or the groups of sTLP-IB's tree, seconds), ``totals`` (MACs/params before, after,
+            ratios), ``settings``, ``seconds`` and ``provenance``.
     """
 
     model: nn.Module
@@ -88,6 +89,8 @@ def _layer_record(layer, k: int, selection) -> dict:
         "lam": diagnostics.get("lam"),
         "n_solves": diagnostics.get("n_solves"),
         "n_iter": diagnostics.get("n_iter"),
+        "n_edges": diagnostics.get("n_edges"),
+        "n_groups": diagnostics.get("n_groups"),
         "seconds": diagnostics.get("seconds"),
     }
 
@@ -95,7 +98,7 @@ def _layer_record(layer, k: int, selection) -> dict:
 def _whole_record(layer: PrunableLayer) -> dict:
     return {"name": layer.name, "channels": layer.channels, "kept": layer.channels,
             "kept_indices": list(range(layer.channels)), "lam": None, "n_solves": None, "n_iter": None,
-            "seconds": 0.0}
+            "n_edges": None, "n_groups": None, "seconds": 0.0}
 
 
 def _select_all(criterion: Criterion, model, images, layers, keep, progress: bool) -> tuple[list[dict], dict]:
