@@ -41,7 +41,7 @@ from .counting import count
 from .data import NUM_CLASSES, ImageData, calibration_batch, load_cifar
 from .download import PRETRAINED, pretrained_weights
 from .models import check_outputs, get_model, input_size, load_model, save_model, weights_dir
-from .provenance import REPO_ROOT, git_commit, provenance, save_json
+from .provenance import REPO_ROOT, cpu_model, git_commit, provenance, save_json
 from .pruning import prune
 from .pruning.pipeline import check_options
 from .selection import PRESETS, preset_settings
@@ -350,7 +350,8 @@ class Grid:
         length, less what the cell's saved stages already took; when this grid has none, the done cells of every
         table at this scale, what came before their fine-tuning from those of the same network and solver, their
         fine-tuning per epoch from those of the same network and precision, times the cell's epochs (so a table's
-        first cell is timed too, and ``--until`` holds for it).
+        first cell is timed too, and ``--until`` holds for it). Of the done cells, only those that ran on this CPU
+        model with this process's thread count count when there are any, else those on this CPU model.
         """
         epochs = self.protocol.finetune_epochs(cell)
         work = self.work_dir(cell)
@@ -359,24 +360,24 @@ class Grid:
             epochs_done, seconds = finetuning
             return (epochs - epochs_done) * seconds / epochs_done
         network, solver, precision = kind = self.timing_kind(cell)
-        measured = [result["seconds"] for other in self.cells
-                    if self.timing_kind(other) == kind and self.protocol.finetune_epochs(other) == epochs
-                    and (result := self.read(other)) is not None]  # fmt: skip
+        alike = [result for other in self.cells
+                 if self.timing_kind(other) == kind and self.protocol.finetune_epochs(other) == epochs
+                 and (result := self.read(other)) is not None]  # fmt: skip
+        measured = _this_machine_first(alike)
         if measured:
-            finetuning = fmean(seconds["finetune"] for seconds in measured)
+            finetuning = fmean(result["seconds"]["finetune"] for result in measured)
         else:
             same_network = self.results.glob(f"{self.scale}/*/{network}-*.json")  # every table's done cells
             results = [json.loads(path.read_text()) for path in same_network]
             elsewhere = [(_timing_kind(result), result) for result in results]
-            selected_alike = [result for other, result in elsewhere if other[1] == solver]
-            finetuned_alike = [result for other, result in elsewhere
-                               if other[2] == precision and result["finetune"].get("history")]  # fmt: skip
-            if not selected_alike or (epochs and not finetuned_alike):
+            measured = _this_machine_first([result for other, result in elsewhere if other[1] == solver])
+            finetuned_alike = _this_machine_first([result for other, result in elsewhere
+                                                   if other[2] == precision and result["finetune"].get("history")])
+            if not measured or (epochs and not finetuned_alike):
                 return None
-            measured = [result["seconds"] for result in selected_alike]
             finetuning = epochs * fmean(result["seconds"]["finetune"] / len(result["finetune"]["history"])
                                         for result in finetuned_alike) if epochs else 0.0  # fmt: skip
-        before_finetuning = fmean(seconds["total"] - seconds["finetune"] for seconds in measured)
+        before_finetuning = fmean(result["seconds"]["total"] - result["seconds"]["finetune"] for result in measured)
         return max(before_finetuning - _seconds_before_finetuning(_saved_stages(work)), 0.0) + finetuning
 
     def timing_kind(self, cell: Cell) -> tuple[str, str | None, str]:
@@ -562,6 +563,22 @@ def _saved_stages(work: Path) -> dict:
     """The stages a cell's working folder has saved (``stages.json``): none yet when it has not started."""
     stages_file = work / "stages.json"
     return json.loads(stages_file.read_text()) if stages_file.is_file() else {"seeds": [], "seconds": {}}
+
+
+def _hardware(result: dict) -> dict:
+    return result.get("provenance", {}).get("hardware", {})
+
+
+def _this_machine_first(results: list[dict]) -> list[dict]:
+    """Of done cells' results, those measured on this CPU model with this process's torch threads, else those on
+    this CPU model, else all: the same cell's wall time differs by 2-4x between the machines and thread counts
+    the grid has run on."""
+    here = {"cpu": cpu_model(), "torch_threads": torch.get_num_threads()}
+    for keys in (("cpu", "torch_threads"), ("cpu",)):
+        alike = [result for result in results if all(_hardware(result).get(key) == here[key] for key in keys)]
+        if alike:
+            return alike
+    return results
 
 
 def _seconds_before_finetuning(stages: dict) -> float:

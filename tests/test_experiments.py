@@ -25,7 +25,7 @@ from ibprune_lib.experiments import (
     _unpruned_top1,
     load_table,
 )
-from ibprune_lib.provenance import REPO_ROOT
+from ibprune_lib.provenance import REPO_ROOT, cpu_model
 from ibprune_lib.selection import PRESETS, preset_settings
 from ibprune_lib.train import state_fingerprint
 
@@ -321,13 +321,16 @@ def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path, sh
 
 
 def done_record(model: str, total: float, finetune: float, epochs: int, solver: str | None = None,
-                precision: str = "fp32", old: bool = False) -> dict:
+                precision: str = "fp32", old: bool = False, hardware: dict | None = None) -> dict:
     """What timing reads of a done cell's result; ``old``: one from before the selection settings and the
-    fine-tuning precision were recorded (its options and its protocol's precision tell them)."""
+    fine-tuning precision were recorded (its options and its protocol's precision tell them); ``hardware``: the
+    machine its provenance names (none when None)."""
     options = [] if solver is None else [["solver", solver]]
     record = {"cell": {"model": model, "options": options, "selection_settings": dict(options)},
               "protocol": {"finetune": {"precision": "fp32"}}, "seconds": {"total": total, "finetune": finetune},
               "finetune": {"history": [{}] * epochs, "precision": precision if epochs else None}}
+    if hardware is not None:
+        record["provenance"] = {"hardware": hardware}
     if old:
         del record["cell"]["selection_settings"], record["finetune"]["precision"]
     return record
@@ -367,12 +370,39 @@ def test_a_tables_first_cells_are_timed_by_the_other_tables_cells_of_their_kind(
     assert grid.expected_seconds(smoothed) is None  # the exact solver's cells do not time SPG's
 
 
-def test_a_half_run_cell_is_expected_to_need_only_what_is_left_of_it(tmp_path):
+def two_cell_grid(tmp_path: Path) -> Grid:
+    """A smoke-scale grid of two ResNet-56 cells of one timing kind: TABLE's L1 cell, then an FPGM one."""
     weights = 'weights="weights:resnet56-4bfd9763.th"'
     text = TABLE.replace('method="l1", target_flops=0.6)]',
                          f'method="l1", target_flops=0.6), Cell("resnet56", {weights}, method="fpgm", target_flops=0.6)]')
-    grid = Grid(str(write_table(tmp_path, text)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
-    done, half_run = grid.cells
+    return Grid(str(write_table(tmp_path, text)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
+
+
+def test_cells_are_timed_by_done_cells_of_this_cpu_and_thread_count_first(tmp_path):
+    cell, done = (grid := two_cell_grid(tmp_path)).cells
+    epochs = grid.protocol.finetune_epochs(cell)
+    here = {"cpu": cpu_model(), "torch_threads": torch.get_num_threads()}
+    other_table = tmp_path / "results" / "smoke" / "table1"
+    other_table.mkdir(parents=True)
+    for name, total, finetune, hardware in [
+        ("resnet56-l1-00000000", 1000.0, 800.0, here),
+        ("resnet56-l1-11111111", 3000.0, 2400.0, here | {"torch_threads": here["torch_threads"] + 1}),
+        ("resnet56-l1-22222222", 9000.0, 8000.0, here | {"cpu": "another CPU"}),
+    ]:
+        record = done_record("resnet56", total, finetune, 4, hardware=hardware)
+        (other_table / f"{name}.json").write_text(json.dumps(record))
+    assert grid.expected_seconds(cell) == 200.0 + epochs * 200.0  # this CPU, these threads
+    (other_table / "resnet56-l1-00000000.json").unlink()
+    assert grid.expected_seconds(cell) == 600.0 + epochs * 600.0  # this CPU, other threads
+    (other_table / "resnet56-l1-11111111.json").unlink()
+    assert grid.expected_seconds(cell) == 1000.0 + epochs * 2000.0  # another CPU: all there is
+    grid.result_path(done).parent.mkdir(parents=True)  # a done cell of its own grid and kind comes first
+    grid.result_path(done).write_text(json.dumps(done_record("resnet56", 4000.0, 3000.0, epochs, hardware=here)))
+    assert grid.expected_seconds(cell) == 4000.0
+
+
+def test_a_half_run_cell_is_expected_to_need_only_what_is_left_of_it(tmp_path):
+    done, half_run = (grid := two_cell_grid(tmp_path)).cells
     assert grid.expected_seconds(half_run) is None
     grid.result_path(done).parent.mkdir(parents=True)
     grid.result_path(done).write_text(json.dumps({"seconds": {"total": 3600.0, "finetune": 3000.0}}))
