@@ -62,6 +62,13 @@ def _model_name(text: str) -> str:
     return text
 
 
+def _threads(text: str) -> int:
+    """``--threads``: an int >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the number of torch threads, an int >= 1")
+    return int(text)
+
+
 class OneLineErrorParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (no usage block): the message, and where the help is."""
 
@@ -338,6 +345,8 @@ def _experiments(args) -> int:
 
     grid = Grid(args.table, args.scale, results=args.results, work=args.work)
     until = None if args.until is None else _parse_until(args.until)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if args.action == "list":
         for cell in grid.select(args.cell):
             target = (f"flops {cell.target_flops}" if cell.target_flops is not None else f"params {cell.target_params}")
@@ -490,7 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help="run: start no cell expected to end after this time, HH:MM (today) or ISO date "
                                   "and time, e.g. when the machine goes away (expected: a half-run cell's own "
                                   "fine-tuning epochs, else the done cells of its network, solver and fine-tuning "
-                                  "precision; a cell nothing has timed is left for a run without --until)")
+                                  "precision, on this CPU with these threads first; a cell nothing has timed is "
+                                  "left for a run without --until)")
+    experiments.add_argument("--threads", type=_threads, default=None,
+                             help="torch threads (default: torch's, which OMP_NUM_THREADS sets); status times the "
+                                  "cells to do as a runner of this many threads would take them")
     experiments.set_defaults(run=_experiments)
     return parser
 

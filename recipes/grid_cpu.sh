@@ -10,9 +10,10 @@
 # (benchmarks/results/grid_runners.json says how many more). A cell then takes longer, the grid less.
 # UNTIL=HH:MM (or an ISO date and time) starts no cell expected to end after it: set it to when the machine goes
 # away, and no half-run cell is lost. A cell with fine-tuning epochs done is timed by them; any other by the mean of
-# the done cells of the same kind (network, solver, fine-tuning precision), whatever their runners were (with
-# several runners, set it early), or, for a table's first cells, by the other tables' done cells of that kind; a
+# the done cells of the same kind (network, solver, fine-tuning precision), those that ran on this CPU with the
+# runners' thread count first, or, for a table's first cells, by the other tables' done cells of that kind; a
 # cell of a kind nothing done has timed does not start under UNTIL: run it by hand, without --until.
+# `experiments status TABLE --scale cpu --threads N` shows what runners of N threads expect.
 #   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [UNTIL=...] [GRID_LOG=...] \
 #     recipes/grid_cpu.sh [TABLE ...]
 #   (default tables: table8 table1 presets study ablations solvers: Table 8's five cells, a few hours, finish a

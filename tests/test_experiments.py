@@ -401,6 +401,18 @@ def test_cells_are_timed_by_done_cells_of_this_cpu_and_thread_count_first(tmp_pa
     assert grid.expected_seconds(cell) == 4000.0
 
 
+def test_status_times_the_cells_for_runners_of_the_threads_it_is_given(tmp_path):
+    grid = two_cell_grid(tmp_path)
+    other_table = tmp_path / "results" / "smoke" / "table1"
+    other_table.mkdir(parents=True)
+    for threads, total in ((1, 1800.0), (2, 5400.0)):  # fine-tuning epochs that took no time: the totals are all
+        record = done_record("resnet56", total, 0.0, 4, hardware={"cpu": cpu_model(), "torch_threads": threads})
+        (other_table / f"resnet56-l1-0000000{threads}.json").write_text(json.dumps(record))
+    for threads, minutes in (("1", 30), ("2", 90)):
+        status = run_cli("experiments", "status", *grid_args(Path(grid.table), tmp_path), "--threads", threads)
+        assert status.returncode == 0 and f"not started; about {minutes} min to go" in status.stdout
+
+
 def test_a_half_run_cell_is_expected_to_need_only_what_is_left_of_it(tmp_path):
     done, half_run = (grid := two_cell_grid(tmp_path)).cells
     assert grid.expected_seconds(half_run) is None
@@ -435,6 +447,7 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path, shared_weight
     (["run", "table1", "--device", "cuda:7"], "--device cuda:7: this machine has"),
     (["run", "table1", "--device", "tpu"], "--device 'tpu'"),
     (["run", "table1", "--until", "soon"], "--until 'soon' is not a time: give HH:MM (today) or an ISO date"),
+    (["status", "table1", "--threads", "0"], "'0': give the number of torch threads, an int >= 1"),
 ])
 def test_bad_input_is_one_line_before_any_work(tmp_path, args, message):
     result = run_cli("experiments", *args, "--scale", "smoke", "--results", str(tmp_path / "r"),
