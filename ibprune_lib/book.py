@@ -407,8 +407,9 @@ def notebook_problems(cells: list[dict]) -> list[str]:
     Returns:
         One line per problem: a shown line of code over :data:`SHOWN_LINE_CHARS` characters (cells whose
         input is removed are exempt), a ``book.glue`` call in a cell shown open (glue is plumbing: it goes in
-        a ``remove-cell`` cell), a font size under :data:`SMALLEST_FONT_PT`, or not exactly one
-        ``parameters`` cell.
+        a ``remove-cell`` cell), a font size under :data:`SMALLEST_FONT_PT`, a cell that shows a figure
+        (``plt.show()``) with no caption in its ``mystnb.figure`` metadata, or not exactly one ``parameters``
+        cell.
     """
     problems, parameters = [], 0
     for number, cell in enumerate(cells):
@@ -424,6 +425,9 @@ def notebook_problems(cells: list[dict]) -> list[str]:
                     problems.append(f"{where}: a shown line of {len(line)} characters (at most {SHOWN_LINE_CHARS})")
             if not tags & _COLLAPSED_INPUT and "book.glue(" in source:
                 problems.append(f"{where}: book.glue in shown code (move it to a remove-cell cell)")
+        caption = cell.get("metadata", {}).get("mystnb", {}).get("figure", {}).get("caption")
+        if "plt.show()" in source and "remove-cell" not in tags and not caption:
+            problems.append(f"{where}: a figure without a caption (give the cell mystnb.figure.caption metadata)")
         for size in re.findall(r"fontsize=([\w.\"']+)", source):
             value = size.strip("\"'")
             if not value.replace(".", "", 1).isdigit() or float(value) < SMALLEST_FONT_PT:

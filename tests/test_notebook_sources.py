@@ -15,6 +15,7 @@ def code(source, *tags):
 
 
 PARAMETERS = code('scale = os.environ.get("IBPRUNE_SCALE", "smoke")', "parameters")
+CAPTIONED = {"tags": ["hide-input"], "mystnb": {"figure": {"caption": "What the figure shows."}}}
 
 
 def test_every_notebook_is_found():
@@ -34,6 +35,8 @@ def test_a_tidy_notebook_passes():
         code('book.glue("k", k)', "remove-cell"),
         code("x" * (SHOWN_LINE_CHARS + 20), "remove-input"),
         code('book.glue("rows", rows)\nax.legend(fontsize=9)', "hide-input"),
+        code("def show(ax):\n    plt.show()", "remove-cell"),  # a helper: the cells calling it show the figure
+        code("plt.show()", "hide-input") | {"metadata": CAPTIONED},
         {"cell_type": "markdown", "source": "y" * 200, "metadata": {}},
     ]
     assert notebook_problems(cells) == []
@@ -43,6 +46,7 @@ def test_a_tidy_notebook_passes():
     ([PARAMETERS, code("x" * (SHOWN_LINE_CHARS + 1))], f"a shown line of {SHOWN_LINE_CHARS + 1} characters"),
     ([PARAMETERS, code("x" * (SHOWN_LINE_CHARS + 1), "hide-input")], "a shown line of"),
     ([PARAMETERS, code('book.glue("k", k)')], "book.glue in shown code"),
+    ([PARAMETERS, code("plt.show()", "hide-input")], "a figure without a caption"),
     ([PARAMETERS, code("ax.legend(fontsize=8)", "remove-input")], "fontsize=8"),
     ([PARAMETERS, code('ax.legend(fontsize="small")', "hide-input")], "fontsize=small"),
     ([code("scale = 'smoke'")], "0 cells tagged parameters"),
