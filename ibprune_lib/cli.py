@@ -340,7 +340,7 @@ def _parse_until(text: str) -> float:
 
 
 def _experiments(args) -> int:
-    from .experiments import NOT_RUN_HERE, Grid, status_line
+    from .experiments import NOT_RUN_HERE, Grid, distinguishing_settings, status_line
     from .train import resolve_device
 
     grid = Grid(args.table, args.scale, results=args.results, work=args.work)
@@ -349,21 +349,16 @@ def _experiments(args) -> int:
         torch.set_num_threads(args.threads)
     if args.action == "list":
         for cell in grid.select(args.cell):
-            target = (f"flops {cell.target_flops}" if cell.target_flops is not None else f"params {cell.target_params}")
-            print(f"{cell.id:<32} {cell.model:<10} {cell.method:<7} {cell.widths:<9} {target:<18} "
-                  f"seeds {list(cell.seeds)} kernel {cell.selection_settings()['kernel']} bs {cell.batch_size} "
-                  f"skip {cell.skip_first}" + (f" preset {cell.preset}" if cell.preset != "paper" else "")
-                  + (" raw maps" if not cell.use_gram else "") + (" columns" if cell.direction == "columns" else "")
-                  + ("" if cell.finetune_epochs is None else f" fine-tune {cell.finetune_epochs} epochs")
-                  + ("" if cell.finetune_precision is None else f" {cell.finetune_precision}")
-                  + ("" if cell.finetune_seed is None else f" fine-tuning seed {cell.finetune_seed}")
-                  + "".join(f" {name}={value}" for name, value in cell.options)
-                  + (f" needs {cell.needs}" if cell.needs else ""))
+            target, *settings = cell.settings()
+            print(f"{cell.id:<32} {cell.model:<10} {cell.method:<7} {cell.widths:<9} {target:<18} " + " ".join(settings))
         return 0
     if args.action == "status":
         states = {cell.id: grid.state(cell) for cell in grid.cells}
+        settings = distinguishing_settings(grid.cells)
+        width = max(map(len, settings.values()), default=0)
         for cell in grid.select(args.cell):
-            print(f"{cell.id:<32} {states[cell.id]['state']:<8} {states[cell.id]['detail']}")
+            state = states[cell.id]
+            print(f"{cell.id:<32} {settings[cell.id]:<{width}} {state['state']:<12} {state['detail']}")
         print(status_line(grid, states))
         return 0
     device = resolve_device(args.device)

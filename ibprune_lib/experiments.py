@@ -178,6 +178,24 @@ class Cell:
         if not self.use_gram and self.method not in RAW_MAP_METHODS:
             raise ValueError(f"cell {self.id}: use_gram=False is for {', '.join(RAW_MAP_METHODS)}, not {self.method}")
 
+    def settings(self) -> list[str]:
+        """What ``experiments list`` prints after the network, criterion and widths, one setting a string.
+
+        Returns:
+            e.g. ``["params 0.15", "seeds [0, 1, 2]", "kernel laplacian", "bs 128", "skip 4"]``, then only the
+            settings this cell changes from their defaults (``"raw maps"``, ``"fine-tune 3 epochs"``, ...).
+        """
+        target = f"flops {self.target_flops}" if self.target_flops is not None else f"params {self.target_params}"
+        optional = [(self.preset != "paper", f"preset {self.preset}"), (not self.use_gram, "raw maps"),
+                    (self.direction == "columns", "columns"),
+                    (self.finetune_epochs is not None, f"fine-tune {self.finetune_epochs} epochs"),
+                    (self.finetune_precision is not None, f"{self.finetune_precision}"),
+                    (self.finetune_seed is not None, f"fine-tuning seed {self.finetune_seed}"),
+                    *((True, f"{name}={value}") for name, value in self.options),
+                    (self.needs is not None, f"needs {self.needs}")]  # fmt: skip
+        return [target, f"seeds {list(self.seeds)}", f"kernel {self.selection_settings()['kernel']}",
+                f"bs {self.batch_size}", f"skip {self.skip_first}", *(text for shown, text in optional if shown)]
+
     def missing_on(self, device: torch.device) -> str | None:
         """What a runner on ``device`` lacks to run this cell (CUDA; hardware bf16), or None when it runs it."""
         device = torch.device(device)
@@ -769,6 +787,23 @@ def status_line(grid: Grid, states: dict[str, dict]) -> str:
                     "and precision)")
     shown = [f"{count} {state}" for state, count in tally.items() if count or state != NOT_RUN_HERE]
     return f"{grid.name} ({grid.scale}): " + ", ".join(shown) + "; " + ", plus ".join(left)
+
+
+def distinguishing_settings(cells: list[Cell]) -> dict[str, str]:
+    """What sets each cell apart from its network's first cell in the same table (a table declares its base
+    setting first): the :meth:`Cell.settings` the first one lacks. ``status`` shows it beside the id.
+
+    Args:
+        cells: a table's cells, in its order.
+
+    Returns:
+        ``{cell id: "bs 512"}``, ``{cell id: "seeds [0], fine-tuning seed 1"}``, ...; ``"base"`` for a cell with
+        its network's first cell's settings.
+    """
+    first = {}
+    for cell in cells:
+        first.setdefault(cell.model, cell.settings())
+    return {cell.id: ", ".join(s for s in cell.settings() if s not in first[cell.model]) or "base" for cell in cells}
 
 
 def compute_left(grid: Grid, states: dict[str, dict]) -> tuple[float, int]:

@@ -23,6 +23,7 @@ from ibprune_lib.experiments import (
     _starting_model,
     _try_lock,
     _unpruned_top1,
+    distinguishing_settings,
     load_table,
 )
 from ibprune_lib.provenance import REPO_ROOT, cpu_model
@@ -199,6 +200,26 @@ def test_ablations_sweep_one_setting_at_a_time_from_table1s_vgg16_cell():
     assert all(c.finetune_epochs == 3 and c.finetune_precision == "bf16" and c.model == "vgg16" for c in cells)
     assert all(sum(getattr(c, key) != getattr(base, key) for key in ("kernel", "batch_size", "skip_first", "use_gram",
                "direction")) <= 1 for c in cells)  # fmt: skip
+
+
+def test_status_names_what_each_cell_changes_from_its_networks_first_cell(tmp_path):
+    ablations = load_table("ablations", "cpu")
+    shown = distinguishing_settings(ablations)
+    by_setting = {}
+    for cell in ablations:
+        by_setting.setdefault(shown[cell.id], set()).add(cell.method)
+    assert by_setting["base"] == {"sglp", "stlp", "l1", "apib"}
+    for setting in ("bs 1024", "kernel gaussian", "skip 2", "raw maps", "columns", "params 0.3", "flops 0.8"):
+        assert {"sglp", "stlp"} <= by_setting[setting], setting
+    table1 = load_table("table1", "cpu")
+    second_runs = [c for c in table1 if c.finetune_seed is not None]
+    assert second_runs and {distinguishing_settings(table1)[c.id] for c in second_runs} == {
+        f"seeds [0], fine-tuning seed {second_runs[0].finetune_seed}"}
+    last = ablations[-1]
+    status = run_cli("experiments", "status", "ablations", "--scale", "cpu", "--cell", last.id,
+                     "--results", str(tmp_path / "results"), "--work", str(tmp_path / "runs"))
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.split()[:4] == [last.id, "flops", str(last.target_flops), "to"]
 
 
 def test_table1_declares_every_method_on_every_network():
