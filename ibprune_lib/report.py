@@ -314,6 +314,66 @@ def sweep_table(rows: pd.DataFrame, value_label: str, paper: dict[str, dict] | N
                                       "pruned (%)", "FLOPs ↓ (%)", "params ↓ (%)", "selection (s)", "paper (%)"])
 
 
+STAGE_TEXT = {"pruned": "right after pruning", "recalibrated": "after BatchNorm recalibration",
+              "finetuned": "after fine-tuning"}
+ONE_RUN_PER_CELL = ("Each top-1 after fine-tuning is one fine-tuning run of one pruned network: how much of the "
+                    "differences between cells is run-to-run noise would take repeated runs, not run here.")
+
+
+def sweep_summary(rows: pd.DataFrame, value_text=str, paper: dict[str, dict] | None = None,
+                  stage: str = "finetuned", prefix: str = "") -> list[str]:
+    """The book's summary of a sweep: per method, its lowest and highest top-1 over the values that ran, and the
+    paper's lowest and highest over the same values, so a reader sees whether the two agree on which is best.
+
+    Args:
+        rows: :func:`sweep_rows`' output.
+        value_text: how a value is written in a sentence (e.g. ``"batch {}".format``).
+        paper: method → value → the paper's top-1 (or (top-1, bracketed %)), as for :func:`sweep_table`.
+        stage: ``"pruned"``, ``"recalibrated"`` (means over the calibration seeds) or ``"finetuned"``.
+        prefix: put before each method's label (e.g. ``"layer skipping, "``).
+
+    Returns:
+        One Markdown bullet per method that ran at two values or more, in the rows' order (a method run at one
+        value only, the base cell beside the sweep, is left to the table).
+    """
+    lines = []
+    done = rows[rows["done"] & rows[stage].notna()]
+    for method, group in done.groupby("method", sort=False):
+        values, top1 = list(group["value"]), list(group[stage])
+        if len(values) == 1:
+            continue
+        low, high = top1.index(min(top1)), top1.index(max(top1))
+        text = f"- {prefix}{group['label'].iloc[0]}: top-1 {STAGE_TEXT[stage]} " + (
+            f"{top1[low]:.2f}% at every value that ran" if top1[low] == top1[high] else
+            f"from {top1[low]:.2f}% ({value_text(values[low])}) to {top1[high]:.2f}% ({value_text(values[high])})")
+        reported = {value: top[0] if isinstance(top, tuple) else top
+                    for value, top in (paper or {}).get(method, {}).items() if value in values}  # fmt: skip
+        if len(reported) > 1:
+            low, high = min(reported, key=reported.get), max(reported, key=reported.get)
+            text += (f"; the paper, at the same {len(reported)} values: from {reported[low]:.2f}% "
+                     f"({value_text(low)}) to {reported[high]:.2f}% ({value_text(high)})")
+        lines.append(text + ".")
+    return lines
+
+
+def plot_sweep(ax, rows: pd.DataFrame, x_of, paper: dict[str, dict] | None = None, paper_x=None) -> None:
+    """Top-1 after fine-tuning per method against the swept setting: ours as filled lines, the paper's hollow.
+
+    Args:
+        ax: a matplotlib Axes.
+        rows: :func:`sweep_rows`' output (the cells not run are left out).
+        x_of: a value → its x position.
+        paper: method → the paper's key → its top-1 (or (top-1, bracketed %)), as for :func:`sweep_table`.
+        paper_x: the paper's key → its x position.
+    """
+    for _, group in rows[rows["done"]].groupby("method", sort=False):
+        ax.plot([x_of(v) for v in group["value"]], group["finetuned"], "o-", label=group["label"].iloc[0])
+    for i, values in enumerate((paper or {}).values()):
+        ax.scatter([paper_x(v) for v in values], [v[0] if isinstance(v, tuple) else v for v in values.values()],
+                   facecolors="none", edgecolors="k", s=30, label="the paper" if i == 0 else None)  # fmt: skip
+    ax.set_ylabel("top-1 after fine-tuning (%)")
+
+
 _OPTION_TEXT = {
     "threshold": "graph τ = {}", "knn": "k-NN graph, k = {}", "gamma_graph": "γ/λ = {}", "linkage": "{} linkage",
     "score": "ranked by {} alone", "normalise": "unit-norm columns: {}", "solver": "solver {}",

@@ -21,6 +21,7 @@ from ibprune_lib.report import (
     setting_label,
     style_table,
     sweep_rows,
+    sweep_summary,
     sweep_table,
 )
 
@@ -76,6 +77,25 @@ def test_a_sweep_holds_the_cells_that_vary_one_setting_and_quotes_the_paper_besi
                                                                                          "93.77 (8%)")
     with pytest.raises(ValueError, match="unknown setting 'threads'"):
         sweep_rows(cells, {}, "threads")
+
+
+def test_a_sweep_summary_sets_each_methods_lowest_and_highest_beside_the_papers_at_the_same_values():
+    rows = pd.DataFrame({
+        "method": ["sglp", "sglp", "sglp", "stlp", "stlp", "l1"], "done": [True, True, False, True, True, True],
+        "label": ["sGLP-IB", "sGLP-IB", "sGLP-IB", "sTLP-IB", "sTLP-IB", "L1-norm"],
+        "value": [64, 128, 256, 64, 128, 128], "finetuned": [90.1, 89.5, None, 89.0, 89.8, 90.0],
+        "pruned": [10.0, 10.0, None, 10.0, 11.5, 10.0],
+    })
+    paper = {"sglp": {64: 93.77, 128: (94.05, 8), 256: 94.07}, "stlp": {64: 93.76}}
+    assert sweep_summary(rows, "batch {}".format, paper) == [
+        "- sGLP-IB: top-1 after fine-tuning from 89.50% (batch 128) to 90.10% (batch 64); the paper, at the same 2 "
+        "values: from 93.77% (batch 64) to 94.05% (batch 128).",  # 256 did not run here: the paper's is left out
+        "- sTLP-IB: top-1 after fine-tuning from 89.00% (batch 64) to 89.80% (batch 128).",  # one paper value only
+    ]  # L1-norm ran at the base value only: left to the table
+    pruned = sweep_summary(rows, "batch {}".format, stage="pruned", prefix="sweep, ")
+    assert pruned[0] == "- sweep, sGLP-IB: top-1 right after pruning 10.00% at every value that ran."
+    assert pruned[1].startswith("- sweep, sTLP-IB: top-1 right after pruning from 10.00% (batch 64) to 11.50%")
+    assert sweep_summary(rows[rows["method"] == "l1"]) == []
 
 
 def test_a_sweep_cell_that_ran_shows_every_stage_beside_the_cells_not_run_yet():
