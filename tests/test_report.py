@@ -86,14 +86,15 @@ def test_a_sweep_summary_sets_each_methods_lowest_and_highest_beside_the_papers_
         "value": [64, 128, 256, 64, 128, 128], "finetuned": [90.1, 89.5, None, 89.0, 89.8, 90.0],
         "pruned": [10.0, 10.0, None, 10.0, 11.5, 10.0],
     })
-    paper = {"sglp": {64: 93.77, 128: (94.05, 8), 256: 94.07}, "stlp": {64: 93.76}}
+    paper = {"sglp": {64: 93.77, 128: (94.05, 8), 256: 94.07}, "stlp": {64: 93.76, 128: 93.76}}
     assert sweep_summary(rows, "batch {}".format, paper) == [
         "- sGLP-IB: top-1 after fine-tuning from 89.50% (batch 128) to 90.10% (batch 64); the paper, at the same 2 "
         "values: from 93.77% (batch 64) to 94.05% (batch 128).",  # 256 did not run here: the paper's is left out
-        "- sTLP-IB: top-1 after fine-tuning from 89.00% (batch 64) to 89.80% (batch 128).",  # one paper value only
+        "- sTLP-IB: top-1 after fine-tuning from 89.00% (batch 64) to 89.80% (batch 128); the paper, at the same 2 "
+        "values: 93.76% at every value.",
     ]  # L1-norm ran at the base value only: left to the table
     pruned = sweep_summary(rows, "batch {}".format, stage="pruned", prefix="sweep, ")
-    assert pruned[0] == "- sweep, sGLP-IB: top-1 right after pruning 10.00% at every value that ran."
+    assert pruned[0] == "- sweep, sGLP-IB: top-1 right after pruning 10.00% at every value."
     assert pruned[1].startswith("- sweep, sTLP-IB: top-1 right after pruning from 10.00% (batch 64) to 11.50%")
     assert sweep_summary(rows[rows["method"] == "l1"]) == []
 
