@@ -62,6 +62,11 @@ UNTRAINED = "untrained"
 NOT_RUN_HERE = "not run here"
 """The state of a cell that needs a device this runner does not have (``Cell.needs``)."""
 
+LAYER_KEYS = ("name", "channels", "kept", "kept_indices", "lam", "n_solves", "n_edges", "n_groups", "seconds")
+"""What a cell's result keeps of each pruned layer's record (``prune``'s report): the channels kept, the λ found and
+the solves it took, the size of the structure (sGLP-IB's graph edges, sTLP-IB's tree groups) and the selection
+seconds, so a slow cell says which layer was slow and why."""
+
 SELECTION_OPTIONS = ("threshold", "knn", "gamma_graph", "linkage", "score", "normalise", "solver")
 """Settings of ``ibprune_lib.selection.select`` a cell may change one by one (``Cell.options``): the settings
 study varies them."""
@@ -702,8 +707,7 @@ def run_cell(
             "selection_seconds": result.report["seconds"]["selection"],
             "seconds": time.perf_counter() - tic,
             "totals": result.report["totals"],
-            "layers": [{key: layer[key] for key in ("name", "channels", "kept", "kept_indices", "lam", "n_solves")}
-                       for layer in result.report["layers"]],
+            "layers": [{key: layer[key] for key in LAYER_KEYS} for layer in result.report["layers"]],
         }
         if seed == seeds[0]:
             save_model(pruned, pruned_file, name, report=result.report)

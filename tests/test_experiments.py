@@ -56,7 +56,9 @@ def grid_args(table: Path, root: Path) -> list[str]:
 def comparable(result: dict) -> dict:
     """What must not change between an interrupted and an uninterrupted run (times and provenance may)."""
     history = [{k: v for k, v in epoch.items() if k != "seconds"} for epoch in result["finetune"]["history"]]
-    seeds = [{k: v for k, v in seed.items() if k not in ("seconds", "selection_seconds")} for seed in result["seeds"]]
+    seeds = [{k: v for k, v in seed.items() if k not in ("seconds", "selection_seconds", "layers")} | {
+        "layers": [{k: v for k, v in layer.items() if k != "seconds"} for layer in seed["layers"]]}
+        for seed in result["seeds"]]  # fmt: skip
     return {"stages": result["stages"], "counts": result["counts"], "history": history, "seeds": seeds}
 
 
@@ -170,6 +172,9 @@ def test_the_ablations_smoke_cell_regresses_raw_maps_and_fine_tunes_for_its_own_
     assert result["cell"]["use_gram"] is False and result["cell"]["method"] == "stlp"
     assert result["finetune"]["epochs"] == 1 == len(result["finetune"]["history"])
     assert result["protocol"]["finetune"]["epochs"] != 1
+    pruned = [layer for seed in result["seeds"] for layer in seed["layers"] if layer["kept"] < layer["channels"]]
+    assert pruned and all(layer["n_groups"] > 0 and layer["n_edges"] is None and layer["seconds"] > 0
+                          for layer in pruned)  # sTLP-IB's tree, and which layer took the time  # fmt: skip
 
 
 def test_the_study_smoke_cell_passes_its_option_and_stops_after_recalibration(tmp_path, shared_weights, monkeypatch):
