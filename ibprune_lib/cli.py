@@ -8,7 +8,7 @@ import re
 import sys
 import textwrap
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import torch
@@ -325,18 +325,32 @@ def _print_report(report: dict, name: str, args, test_images: int) -> None:
                                                       "; --recalibrate-bn is a quick, training-free first estimate"))
 
 
-def _parse_until(text: str) -> float:
-    """``--until``'s time, ``HH:MM`` (today, local time) or an ISO 8601 date and time, as ``time.time()`` seconds."""
+def _parse_until(text: str, now: datetime | None = None) -> float:
+    """``--until``'s time as ``time.time()`` seconds.
+
+    Args:
+        text: ``HH:MM``, the next time the clock shows it (tomorrow when it is already past today, so that
+            ``00:30`` said at 22:00 means in two and a half hours), or an ISO 8601 date and time, local time.
+        now: the present moment (default: ``datetime.now()``).
+
+    Raises:
+        ValueError: ``text`` is not a time, or an ISO time already past (every cell would be skipped).
+    """
+    now = now or datetime.now()
     try:
         clock = datetime.strptime(text, "%H:%M")
-        moment = datetime.now().replace(hour=clock.hour, minute=clock.minute, second=0, microsecond=0)
     except ValueError:
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"--until {text!r} is not a time: give HH:MM (today) or an ISO date and time, "
-                             "e.g. 2026-12-02T20:30") from None
-    return moment.timestamp()
+            raise ValueError(f"--until {text!r} is not a time: give HH:MM (the next time the clock shows it) or an "
+                             "ISO date and time, e.g. 2026-12-02T20:30") from None
+        if moment <= now:
+            raise ValueError(f"--until {text!r} is already past (now {now:%Y-%m-%dT%H:%M}): give a later time, or "
+                             "HH:MM for the next time the clock shows it")
+        return moment.timestamp()
+    moment = now.replace(hour=clock.hour, minute=clock.minute, second=0, microsecond=0)
+    return (moment if moment > now else moment + timedelta(days=1)).timestamp()
 
 
 def _experiments(args) -> int:
@@ -491,9 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "$IBPRUNE_WORK or runs/; keep it outside the work tree to survive a fresh clone)")
     _add_progress_argument(experiments)
     experiments.add_argument("--until", default=None,
-                             help="run: start no cell expected to end after this time, HH:MM (today) or ISO date "
-                                  "and time, e.g. when the machine goes away (expected: a half-run cell's own "
-                                  "fine-tuning epochs, else the done cells of its network, solver and fine-tuning "
+                             help="run: start no cell expected to end after this time, HH:MM (the next time the "
+                                  "clock shows it) or ISO date and time, e.g. when the machine goes away "
+                                  "(expected: a half-run cell's own fine-tuning epochs, else the done cells of its network, solver and fine-tuning "
                                   "precision, on this CPU with these threads first; a cell nothing has timed is "
                                   "left for a run without --until)")
     experiments.add_argument("--threads", type=_threads, default=None,

@@ -4,17 +4,19 @@
 # the pids it prints.
 # The working files (checkpoints of unfinished cells) go to $IBPRUNE_WORK, default runs/; a folder outside the
 # work tree keeps a half-finished cell across a fresh clone.
-# RUNNERS=N (default: one per core) starts N runners of the same tables, each with cores/N torch threads; the
-# grid's per-cell lock keeps them on different cells. The small convolutions of these CIFAR networks use two
-# threads poorly: two single-thread runners finish more training steps on two cores than one two-thread runner
+# RUNNERS=N (default: one per core) starts N runners of the same tables, each with cores/N torch threads (THREADS=T
+# sets T instead, e.g. THREADS=1 RUNNERS=1 beside a cell run by hand on the other core); the grid's per-cell lock
+# keeps them on different cells. The small convolutions of these CIFAR networks use two threads poorly: two
+# single-thread runners finish more training steps on two cores than one two-thread runner
 # (benchmarks/results/grid_runners.json says how many more). A cell then takes longer, the grid less.
-# UNTIL=HH:MM (or an ISO date and time) starts no cell expected to end after it: set it to when the machine goes
-# away, and no half-run cell is lost. A cell with fine-tuning epochs done is timed by them; any other by the mean of
-# the done cells of the same kind (network, solver, fine-tuning precision), those that ran on this CPU with the
-# runners' thread count first, or, for a table's first cells, by the other tables' done cells of that kind; a
-# cell of a kind nothing done has timed does not start under UNTIL: run it by hand, without --until.
+# UNTIL=HH:MM (the next time the clock shows it; or an ISO date and time) starts no cell expected to end after it:
+# set it to when the machine goes away, and no half-run cell is lost. A cell with fine-tuning epochs done is timed
+# by them; any other by the mean of the done cells of the same kind (network, solver, fine-tuning precision), those
+# that ran on this CPU with the runners' thread count first, or, for a table's first cells, by the other tables'
+# done cells of that kind; a cell of a kind nothing done has timed does not start under UNTIL: run it by hand,
+# without --until.
 # `experiments status TABLE --scale cpu --threads N` shows what runners of N threads expect.
-#   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [UNTIL=...] [GRID_LOG=...] \
+#   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [THREADS=T] [UNTIL=...] [GRID_LOG=...] \
 #     recipes/grid_cpu.sh [TABLE ...]
 #   (default tables: table8 table1 presets study ablations solvers: Table 8's five cells, a few hours, finish a
 #   table before Table 1's remaining day of cells; the smoothed solver's VGG-16 cells come last: their selection
@@ -25,7 +27,8 @@ if (( $# )); then tables=("$@"); else tables=(table8 table1 presets study ablati
 cores=$(nproc)
 runners=${RUNNERS:-$cores}
 [[ $runners =~ ^[1-9][0-9]*$ ]] || { echo "RUNNERS=$runners: give a positive number of runners" >&2; exit 2; }
-threads=$(( cores / runners > 0 ? cores / runners : 1 ))
+threads=${THREADS:-$(( cores / runners > 0 ? cores / runners : 1 ))}
+[[ $threads =~ ^[1-9][0-9]*$ ]] || { echo "THREADS=$threads: give a positive number of torch threads a runner" >&2; exit 2; }
 log=${GRID_LOG:-runs/grid.log}
 mkdir -p "$(dirname "$log")"
 python=${PYTHON:-.venv/bin/python}

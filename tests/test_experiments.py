@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 import torch
 
 from ibprune_lib import experiments
+from ibprune_lib.cli import _parse_until
 from ibprune_lib.experiments import (
     NOT_RUN_HERE,
     UNTRAINED,
@@ -310,6 +312,16 @@ def test_a_cell_held_by_another_runner_is_skipped_and_shown_running(tmp_path):
     assert grid.state(cell)["state"] == "to do"
 
 
+def test_until_as_a_clock_time_is_the_next_time_the_clock_shows_it():
+    evening = datetime(2026, 12, 6, 22, 4, 30)
+    assert datetime.fromtimestamp(_parse_until("23:30", now=evening)) == datetime(2026, 12, 6, 23, 30)
+    assert datetime.fromtimestamp(_parse_until("00:25", now=evening)) == datetime(2026, 12, 7, 0, 25)  # after midnight
+    assert datetime.fromtimestamp(_parse_until("22:04", now=evening)) == datetime(2026, 12, 7, 22, 4)  # just past
+    assert datetime.fromtimestamp(_parse_until("2026-12-07T00:25", now=evening)) == datetime(2026, 12, 7, 0, 25)
+    with pytest.raises(ValueError, match="already past"):
+        _parse_until("2026-12-06T21:00", now=evening)
+
+
 def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path, shared_weights):
     weights = 'weights="weights:resnet56-4bfd9763.th"'
     more = (f'Cell("resnet56", {weights}, method="fpgm", target_flops=0.6), '
@@ -472,7 +484,8 @@ def test_a_failing_cell_is_recorded_and_the_grid_goes_on(tmp_path, shared_weight
     (["run", "table1", "--cell", "nope"], "unknown --cell 'nope'"),
     (["run", "table1", "--device", "cuda:7"], "--device cuda:7: this machine has"),
     (["run", "table1", "--device", "tpu"], "--device 'tpu'"),
-    (["run", "table1", "--until", "soon"], "--until 'soon' is not a time: give HH:MM (today) or an ISO date"),
+    (["run", "table1", "--until", "soon"], "--until 'soon' is not a time: give HH:MM (the next time the clock"),
+    (["run", "table1", "--until", "2020-01-01T08:00"], "--until '2020-01-01T08:00' is already past (now 20"),
     (["status", "table1", "--threads", "0"], "'0': give the number of torch threads, an int >= 1"),
 ])
 def test_bad_input_is_one_line_before_any_work(tmp_path, args, message):
@@ -518,18 +531,22 @@ def test_the_presets_table_is_table1s_cells_of_the_tuned_methods_with_the_tuned_
 GRID_CPU = REPO_ROOT / "recipes" / "grid_cpu.sh"
 
 
-def test_grid_cpu_starts_one_single_thread_runner_per_core_over_the_tables(tmp_path):
+@pytest.mark.parametrize("threads_asked", [None, "1"])
+def test_grid_cpu_starts_one_single_thread_runner_per_core_over_the_tables(tmp_path, threads_asked):
     calls = tmp_path / "calls"
     stub = tmp_path / "python"  # records each runner's threads and arguments instead of running the grid
     stub.write_text(f'#!/bin/sh\necho "$OMP_NUM_THREADS $*" >> {calls}\n')
     stub.chmod(0o755)
     env = {**os.environ, "PYTHON": str(stub), "RUNNERS": "2", "GRID_LOG": str(tmp_path / "grid.log"), "UNTIL": ""}
+    env.pop("THREADS", None)
+    if threads_asked:
+        env["THREADS"] = threads_asked
     started = subprocess.run(["bash", str(GRID_CPU), "table1", "presets"], env=env, capture_output=True, text=True)
     assert started.returncode == 0, started.stderr
     deadline = time.time() + 30
     while time.time() < deadline and (not calls.is_file() or len(calls.read_text().splitlines()) < 4):
         time.sleep(0.1)
-    threads = max(len(os.sched_getaffinity(0)) // 2, 1)  # as nproc counts them
+    threads = threads_asked or max(len(os.sched_getaffinity(0)) // 2, 1)  # as nproc counts them
     run = "-m ibprune_lib experiments run {} --scale cpu --no-progress"
     assert sorted(calls.read_text().splitlines()) == sorted(
         [f"{threads} {run.format('table1')}"] * 2 + [f"{threads} {run.format('presets')}"] * 2
@@ -537,12 +554,16 @@ def test_grid_cpu_starts_one_single_thread_runner_per_core_over_the_tables(tmp_p
     assert f"2 runner(s) of {threads} thread(s)" in started.stdout
 
 
-@pytest.mark.parametrize("runners", ["0", "two"])
-def test_grid_cpu_refuses_a_bad_runner_count_in_one_line(tmp_path, runners):
-    env = {**os.environ, "PYTHON": str(tmp_path / "never-run"), "RUNNERS": runners, "GRID_LOG": str(tmp_path / "log")}
+@pytest.mark.parametrize("variable, value, message", [
+    ("RUNNERS", "0", "RUNNERS=0: give a positive number of runners"),
+    ("RUNNERS", "two", "RUNNERS=two: give a positive number of runners"),
+    ("THREADS", "0", "THREADS=0: give a positive number of torch threads a runner"),
+])
+def test_grid_cpu_refuses_a_bad_runner_or_thread_count_in_one_line(tmp_path, variable, value, message):
+    env = {**os.environ, "PYTHON": str(tmp_path / "never-run"), variable: value, "GRID_LOG": str(tmp_path / "log")}
     refused = subprocess.run(["bash", str(GRID_CPU)], env=env, capture_output=True, text=True)
     assert refused.returncode == 2
-    assert refused.stderr.strip() == f"RUNNERS={runners}: give a positive number of runners"
+    assert refused.stderr.strip() == message
     assert not (tmp_path / "log").exists()
 
 
