@@ -343,13 +343,17 @@ def sweep_summary(rows: pd.DataFrame, value_text=str, paper: dict[str, dict] | N
         if len(values) == 1:
             continue
         text = f"- {prefix}{group['label'].iloc[0]}: top-1 {STAGE_TEXT[stage]} " + _span(values, top1, value_text)
-        reported = {value: top[0] if isinstance(top, tuple) else top
-                    for value, top in (paper or {}).get(method, {}).items() if value in values}  # fmt: skip
+        reported = {value: _paper_top1(top) for value, top in (paper or {}).get(method, {}).items() if value in values}
         if len(reported) > 1:
             text += (f"; the paper, at the same {len(reported)} values: "
                      + _span(list(reported), list(reported.values()), value_text))
         lines.append(text + ".")
     return lines
+
+
+def _paper_top1(reported: float | tuple[float, float]) -> float:
+    """The paper's top-1 of a sweep value, printed alone or as Tables 7 and 9 print it, (top-1, bracketed %)."""
+    return reported[0] if isinstance(reported, tuple) else reported
 
 
 def _span(values: list, top1: list[float], value_text) -> str:
@@ -373,8 +377,8 @@ def plot_sweep(ax, rows: pd.DataFrame, x_of, paper: dict[str, dict] | None = Non
     for _, group in rows[rows["done"]].groupby("method", sort=False):
         ax.plot([x_of(v) for v in group["value"]], group["finetuned"], "o-", label=group["label"].iloc[0])
     for i, values in enumerate((paper or {}).values()):
-        ax.scatter([paper_x(v) for v in values], [v[0] if isinstance(v, tuple) else v for v in values.values()],
-                   facecolors="none", edgecolors="k", s=30, label="the paper" if i == 0 else None)  # fmt: skip
+        ax.scatter([paper_x(v) for v in values], [_paper_top1(v) for v in values.values()],
+                   facecolors="none", edgecolors="k", s=30, label="the paper" if i == 0 else None)
     ax.set_ylabel("top-1 after fine-tuning (%)")
 
 
