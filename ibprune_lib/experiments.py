@@ -513,8 +513,9 @@ class Grid:
                                   memo=self.work / "unpruned")
                 result["table"] = self.name
                 save_json(self.result_path(cell), result)
-                for done_with in ("error.json", "finetune.pt"):
-                    (self.work_dir(cell) / done_with).unlink(missing_ok=True)
+                for done_with in (self.work_dir(cell) / "error.json", self.work_dir(cell) / "finetune.pt",
+                                  self._lock_path(cell)):  # a runner that opens the lock later sees the result
+                    done_with.unlink(missing_ok=True)
                 outcomes.append((cell, "done"))
                 tqdm.write(f"{cell.id}: {_summary(result)}")
             except Exception as error:  # one failed cell must not stop the grid; its error is kept for `status`

@@ -296,6 +296,9 @@ def test_a_killed_runner_resumes_its_fine_tuning_and_ends_as_an_uninterrupted_on
     assert resumed.returncode == 0, resumed.stderr
     read = lambda r: json.loads((r / "results" / "smoke" / "tiny" / f"{cell.id}.json").read_text())  # noqa: E731
     assert comparable(read(root)) == comparable(read(tmp_path / "reference"))
+    done_with = root / "runs" / "smoke" / "tiny"  # the checkpoint and the lock go, the networks stay for a look
+    assert sorted(p.name for p in done_with.iterdir()) == [cell.id]
+    assert sorted(p.name for p in (done_with / cell.id).iterdir()) == ["finetuned.pt", "pruned.pt", "stages.json"]
     again = run_cli("experiments", "run", *grid_args(table, root))
     assert again.returncode == 0 and "0 done, 1 skipped" in again.stdout
 
