@@ -20,6 +20,9 @@ from ibprune_lib.runtime import keep_freed_memory
 keep_freed_memory()
 
 RESULTS = Path(__file__).resolve().parent / "results"
+LOAD_AT_START = os.getloadavg()
+"""The 1-, 5- and 15-minute load averages when the benchmark started (its import of this module): the other work
+on the machine, about 0 on a quiet one, 1 per busy core beside it."""
 
 
 def calibration_images(model_name: str, batch_size: int = 128, seed: int = 0) -> torch.Tensor:
@@ -128,8 +131,10 @@ def earlier_record(name: str, settings: dict) -> dict | None:
 
 
 def record(name: str, payload: dict) -> dict:
-    """Add provenance, write ``results/<name>.json``, print the JSON; returns the full record."""
-    full = provenance(benchmark=name, argv=sys.argv, **payload)
+    """Add provenance and the load averages at the start, write ``results/<name>.json``, print the JSON; returns
+    the full record."""
+    full = provenance(benchmark=name, argv=sys.argv, load_average_at_start=[round(x, 2) for x in LOAD_AT_START],
+                      **payload)  # fmt: skip
     save_json(RESULTS / f"{name}.json", full)
     print(json.dumps(full, indent=2, default=str))
     return full

@@ -27,6 +27,8 @@ def test_a_stopped_benchmark_goes_on_only_from_a_record_of_this_machine_threads_
     assert common.earlier_record("bench", settings) == {}, "no record yet: nothing to keep"
     common.record("bench", {**settings, "methods": {"l1": {"selection_seconds": 0.01}}})
     assert common.earlier_record("bench", settings)["methods"] == {"l1": {"selection_seconds": 0.01}}
+    assert json.loads((tmp_path / "bench.json").read_text())["load_average_at_start"] == [
+        round(x, 2) for x in common.LOAD_AT_START]  # how busy the machine was: a reader can tell a quiet run
     assert common.earlier_record("bench", {**settings, "batch_size": 64}) is None
 
     record_file = tmp_path / "bench.json"
