@@ -507,9 +507,9 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--until", default=None,
                              help="run: start no cell expected to end after this time, HH:MM (the next time the "
                                   "clock shows it) or ISO date and time, e.g. when the machine goes away "
-                                  "(expected: a half-run cell's own fine-tuning epochs, else the done cells of its network, solver and fine-tuning "
-                                  "precision, on this CPU with these threads first; a cell nothing has timed is "
-                                  "left for a run without --until)")
+                                  "(expected: a half-run cell's own fine-tuning epochs, else the done cells of its "
+                                  "network, solver and fine-tuning precision, on this CPU with these threads first; "
+                                  "a cell nothing has timed is left for a run without --until)")
     experiments.add_argument("--threads", type=_threads, default=None,
                              help="torch threads (default: torch's, which OMP_NUM_THREADS sets); status times the "
                                   "cells to do as a runner of this many threads would take them")
