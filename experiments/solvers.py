@@ -3,12 +3,10 @@ at the paper's settings, solved with SPG (the paper's solver) instead of the exa
 
 The exact solver's cells are the study's own (``experiments/study.py``); each cell here differs from one of them
 in the solver alone, so the two keep comparable channels and top-1 (notebook 18, "Beyond the paper"). SPG's
-selection took 20 seconds a seed on ResNet-56 (the committed cells), and on VGG-16 an estimated 45 minutes: of
-two layers timed (one thread, the grid busy), a 256-channel one took 50 seconds and a 512-channel one 400, against
-2 and 18 with the exact solver. So these cells are a table of their own, run last (after the ablations); none runs
-at the smoke scale. Until a VGG-16 cell here is done, nothing has timed SPG on VGG-16, and a run with ``--until``
-(the grid's UNTIL) leaves them: run them by hand, without it, where a few hours are free. Each seed's selection is
-saved as it ends, so a run stopped half-way loses at most one seed.
+selection is slow where sGLP-IB's graph is large: seconds a seed on ResNet-56, tens of minutes a seed for sGLP-IB
+on VGG-16 and under a minute for sTLP-IB (each committed cell's ``selection_seconds``). So these cells are a table
+of their own, run last (after the ablations); none runs at the smoke scale. Each seed's selection is saved as it
+ends, so a run stopped half-way loses at most one seed.
 
     python -m ibprune_lib experiments run solvers --scale cpu
 """

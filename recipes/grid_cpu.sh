@@ -19,8 +19,8 @@
 #   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [THREADS=T] [UNTIL=...] [GRID_LOG=...] \
 #     recipes/grid_cpu.sh [TABLE ...]
 #   (default tables: table8 table1 presets study ablations solvers: Table 8's five cells, a few hours, finish a
-#   table before Table 1's remaining day of cells; the smoothed solver's VGG-16 cells come last: their selection
-#   takes about 45 minutes a seed, and until one has run nothing times them, so UNTIL leaves them for a run by hand)
+#   table before Table 1's remaining day of cells; the smoothed solver's cells come last: sGLP-IB's selection with
+#   it takes tens of minutes a seed on VGG-16)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if (( $# )); then tables=("$@"); else tables=(table8 table1 presets study ablations solvers); fi
