@@ -58,8 +58,7 @@ def child(images_file: Path, method: str, threads: int) -> None:
     images = torch.load(images_file)
     before = resident_mib()
     tic = time.perf_counter()
-    report = prune(model, images, method=method, kernel=cell.kernel, model_name="vgg16", skip_first=cell.skip_first,
-                   target_params=cell.target_params, progress=False).report  # fmt: skip
+    report = prune(model, images, model_name="vgg16", progress=False, **cell.prune_arguments()).report
     seconds = time.perf_counter() - tic
     print(json.dumps({
         "resident_before_mib": round(before, 1), "peak_mib": round(peak_mib(), 1),

@@ -47,8 +47,8 @@ def main() -> None:
         methods = {}
         for method, cell in cells.items():
             reports = sorted(
-                (prune(model.eval(), images, method=method, kernel=cell.kernel, model_name=model_name,
-                       skip_first=cell.skip_first, **budget).report for _ in range(args.repeats)),
+                (prune(model.eval(), images, model_name=model_name, **cell.prune_arguments()).report
+                 for _ in range(args.repeats)),
                 key=lambda report: report["seconds"]["selection"],
             )  # fmt: skip
             report = reports[len(reports) // 2]

@@ -39,9 +39,7 @@ def main() -> None:
                     batch_size=args.batch_size, use_gram=use_gram)  # fmt: skip
         model, name, _, _ = load_model(cell.weights_path(), cell.model)
         images, _ = calibration_batch(data.x_train, data.y_train, cell.batch_size, seed=0)
-        report = prune(model, images, method="sglp", target_params=cell.target_params, skip_first=cell.skip_first,
-                       seed=0, model_name=name, progress=False, use_gram=use_gram,
-                       **cell.selection_settings()).report  # fmt: skip
+        report = prune(model, images, seed=0, model_name=name, progress=False, **cell.prune_arguments()).report
         forms[form] = {
             "selection_seconds": round(report["seconds"]["selection"], 2),
             "layers": [

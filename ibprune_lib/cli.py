@@ -325,13 +325,15 @@ def _print_report(report: dict, name: str, args, test_images: int) -> None:
                                                       "; --recalibrate-bn is a quick, training-free first estimate"))
 
 
-def _parse_until(text: str, now: datetime | None = None) -> float:
-    """``--until``'s time as ``time.time()`` seconds.
+def parse_until(text: str, now: datetime | None = None, name: str = "--until") -> datetime:
+    """``--until``'s moment, local time (``recipes/grid_cpu.sh`` resolves ``UNTIL`` with it once, so that every
+    table of the grid reads the same moment).
 
     Args:
         text: ``HH:MM``, the next time the clock shows it (tomorrow when it is already past today, so that
             ``00:30`` said at 22:00 means in two and a half hours), or an ISO 8601 date and time, local time.
         now: the present moment (default: ``datetime.now()``).
+        name: what the errors call ``text``: the flag or variable it came from.
 
     Raises:
         ValueError: ``text`` is not a time, or an ISO time already past (every cell would be skipped).
@@ -343,14 +345,14 @@ def _parse_until(text: str, now: datetime | None = None) -> float:
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"--until {text!r} is not a time: give HH:MM (the next time the clock shows it) or an "
+            raise ValueError(f"{name} {text!r} is not a time: give HH:MM (the next time the clock shows it) or an "
                              "ISO date and time, e.g. 2026-12-02T20:30") from None
         if moment <= now:
-            raise ValueError(f"--until {text!r} is already past (now {now:%Y-%m-%dT%H:%M}): give a later time, or "
+            raise ValueError(f"{name} {text!r} is already past (now {now:%Y-%m-%dT%H:%M}): give a later time, or "
                              "HH:MM for the next time the clock shows it")
-        return moment.timestamp()
+        return moment
     moment = now.replace(hour=clock.hour, minute=clock.minute, second=0, microsecond=0)
-    return (moment if moment > now else moment + timedelta(days=1)).timestamp()
+    return moment if moment > now else moment + timedelta(days=1)
 
 
 def _experiments(args) -> int:
@@ -358,7 +360,7 @@ def _experiments(args) -> int:
     from .train import resolve_device
 
     grid = Grid(args.table, args.scale, results=args.results, work=args.work)
-    until = None if args.until is None else _parse_until(args.until)
+    until = None if args.until is None else parse_until(args.until).timestamp()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.action == "list":

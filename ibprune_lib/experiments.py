@@ -156,6 +156,15 @@ class Cell:
         return preset_settings(self.preset, self.method, self.kernel if self.preset == "paper" else None,
                                **dict(self.options))
 
+    def prune_arguments(self) -> dict:
+        """The keyword arguments of ``pruning.prune`` this cell selects with: its method, target, whole leading
+        layers, widths, direction, form and selection settings; the caller adds the seed, the model's name and
+        progress."""
+        return dict(method=self.method, target_flops=self.target_flops, target_params=self.target_params,
+                    skip_first=self.skip_first, widths=self.widths, direction=self.direction,
+                    min_width=self.min_width, use_gram=self.use_gram, preset=self.preset,
+                    **self.selection_settings())
+
     def check(self) -> None:
         """Validate the options (method, kernel, targets, preset) without doing any work."""
         check_options(self.method, self.kernel, self.direction, self.widths, self.target_params, self.target_flops)
@@ -690,12 +699,7 @@ def run_cell(
             continue
         tic = time.perf_counter()
         images, labels = calibration_batch(data.x_train, data.y_train, cell.batch_size, seed)
-        result = prune(
-            model, images, method=cell.method, target_flops=cell.target_flops, target_params=cell.target_params,
-            skip_first=cell.skip_first, widths=cell.widths, direction=cell.direction, seed=seed,
-            min_width=cell.min_width, model_name=name, progress=progress, use_gram=cell.use_gram,
-            preset=cell.preset, **cell.selection_settings(),
-        )
+        result = prune(model, images, seed=seed, model_name=name, progress=progress, **cell.prune_arguments())
         pruned = result.model
         top1_pruned = evaluate(pruned, x_test, y_test, name, progress=False)
         recalibrate_batchnorm(pruned, data.x_train, name, protocol.recalibration_batches,

@@ -60,11 +60,13 @@ def hardware() -> dict[str, Any]:
 
 
 def provenance(**extra: Any) -> dict[str, Any]:
-    """A provenance record: commit, hardware, versions, UTC time, plus ``extra`` (scale, seeds, wall time…)."""
+    """A provenance record: commit, hardware, versions, UTC time, the machine's 1-, 5- and 15-minute load averages
+    then (a wall time measured beside other work shows there), plus ``extra`` (scale, seeds, wall time…)."""
     return {
         "commit": git_commit(),
         "time_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "hardware": hardware(),
+        "load_average": [round(load, 2) for load in os.getloadavg()],
         "versions": {"python": platform.python_version(), "torch": torch.__version__},
         **extra,
     }

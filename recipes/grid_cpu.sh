@@ -9,12 +9,12 @@
 # keeps them on different cells. The small convolutions of these CIFAR networks use two threads poorly: two
 # single-thread runners finish more training steps on two cores than one two-thread runner
 # (benchmarks/results/grid_runners.json says how many more). A cell then takes longer, the grid less.
-# UNTIL=HH:MM (the next time the clock shows it; or an ISO date and time) starts no cell expected to end after it:
-# set it to when the machine goes away, and no half-run cell is lost. A cell with fine-tuning epochs done is timed
-# by them; any other by the mean of the done cells of the same kind (network, solver, fine-tuning precision), those
-# that ran on this CPU with the runners' thread count first, or, for a table's first cells, by the other tables'
-# done cells of that kind; a cell of a kind nothing done has timed does not start under UNTIL: run it by hand,
-# without --until.
+# UNTIL=HH:MM (the next time the clock shows it, resolved once when the grid starts; or an ISO date and time) starts
+# no cell expected to end after it, and no table once it is past: set it to when the machine goes away, and no
+# half-run cell is lost. A cell with fine-tuning epochs done is timed by them; any other by the mean of the done
+# cells of the same kind (network, solver, fine-tuning precision), those that ran on this CPU with the runners'
+# thread count first, or, for a table's first cells, by the other tables' done cells of that kind; a cell of a kind
+# nothing done has timed does not start under UNTIL: run it by hand, without --until.
 # `experiments status TABLE --scale cpu --threads N` shows what runners of N threads expect.
 #   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [THREADS=T] [UNTIL=...] [GRID_LOG=...] \
 #     recipes/grid_cpu.sh [TABLE ...]
@@ -33,9 +33,18 @@ log=${GRID_LOG:-runs/grid.log}
 mkdir -p "$(dirname "$log")"
 python=${PYTHON:-.venv/bin/python}
 export UNTIL=${UNTIL:-}
+if [[ -n $UNTIL ]]; then  # resolved once, so that a table started after 03:25 does not read UNTIL=03:25 as tomorrow's
+  UNTIL=$("$python" -c 'import sys
+from ibprune_lib.cli import parse_until
+try:
+    print(parse_until(sys.argv[1], name="UNTIL").isoformat(timespec="minutes"))
+except ValueError as error:
+    sys.exit(str(error))' "$UNTIL") || exit 2
+fi
 pids=()
 for ((i = 0; i < runners; i++)); do
   OMP_NUM_THREADS=$threads nohup bash -c 'for table in "$@"; do
+    [[ -z $UNTIL || $(date +%Y-%m-%dT%H:%M) < $UNTIL ]] || break
     "'"$python"'" -m ibprune_lib experiments run "$table" --scale cpu --no-progress ${UNTIL:+--until "$UNTIL"}; done' \
     grid "${tables[@]}" >> "$log" 2>&1 &
   pids+=($!)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import torch
 
 from ibprune_lib import experiments
-from ibprune_lib.cli import _parse_until
+from ibprune_lib.cli import parse_until
 from ibprune_lib.experiments import (
     NOT_RUN_HERE,
     UNTRAINED,
@@ -317,12 +318,12 @@ def test_a_cell_held_by_another_runner_is_skipped_and_shown_running(tmp_path):
 
 def test_until_as_a_clock_time_is_the_next_time_the_clock_shows_it():
     evening = datetime(2026, 12, 6, 22, 4, 30)
-    assert datetime.fromtimestamp(_parse_until("23:30", now=evening)) == datetime(2026, 12, 6, 23, 30)
-    assert datetime.fromtimestamp(_parse_until("00:25", now=evening)) == datetime(2026, 12, 7, 0, 25)  # after midnight
-    assert datetime.fromtimestamp(_parse_until("22:04", now=evening)) == datetime(2026, 12, 7, 22, 4)  # just past
-    assert datetime.fromtimestamp(_parse_until("2026-12-07T00:25", now=evening)) == datetime(2026, 12, 7, 0, 25)
+    assert parse_until("23:30", now=evening) == datetime(2026, 12, 6, 23, 30)
+    assert parse_until("00:25", now=evening) == datetime(2026, 12, 7, 0, 25)  # after midnight
+    assert parse_until("22:04", now=evening) == datetime(2026, 12, 7, 22, 4)  # just past
+    assert parse_until("2026-12-07T00:25", now=evening) == datetime(2026, 12, 7, 0, 25)
     with pytest.raises(ValueError, match="already past"):
-        _parse_until("2026-12-06T21:00", now=evening)
+        parse_until("2026-12-06T21:00", now=evening)
 
 
 def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path, shared_weights):
@@ -568,6 +569,48 @@ def test_grid_cpu_refuses_a_bad_runner_or_thread_count_in_one_line(tmp_path, var
     assert refused.returncode == 2
     assert refused.stderr.strip() == message
     assert not (tmp_path / "log").exists()
+
+
+def _start_grid_cpu(tmp_path, until: str, resolved_as: str | None = None) -> tuple[subprocess.CompletedProcess, list]:
+    """Run grid_cpu.sh over two tables with a stub python that records the runners' calls, resolving UNTIL with
+    the real ``parse_until`` or as ``resolved_as``; returns the start and, once the runners are done, the calls."""
+    calls = tmp_path / "calls"
+    resolve = f'echo {resolved_as}; exit' if resolved_as else f'exec {sys.executable} "$@"'
+    stub = tmp_path / "python"
+    stub.write_text(f'#!/bin/sh\ncase "$1" in -c) {resolve};; esac\necho "$*" >> {calls}\n')
+    stub.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(stub), "RUNNERS": "2", "GRID_LOG": str(tmp_path / "grid.log"), "UNTIL": until}
+    started = subprocess.run(["bash", str(GRID_CPU), "table1", "presets"], env=env, capture_output=True, text=True)
+    if started.returncode == 0:
+        pids = [int(pid) for pid in re.search(r"pids ([\d ]+) \(", started.stdout).group(1).split()]
+        deadline = time.time() + 30
+        while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+            time.sleep(0.1)
+    return started, calls.read_text().splitlines() if calls.is_file() else []
+
+
+def test_grid_cpu_resolves_until_once_so_every_table_reads_the_same_moment(tmp_path):
+    two_hours_ago = (datetime.now() - timedelta(hours=2)).strftime("%H:%M")  # next shown in 22 hours
+    started, calls = _start_grid_cpu(tmp_path, two_hours_ago)
+    assert started.returncode == 0, started.stderr
+    moment = parse_until(two_hours_ago).isoformat(timespec="minutes")
+    assert sorted(calls) == sorted(
+        [f"-m ibprune_lib experiments run {table} --scale cpu --no-progress --until {moment}"
+         for table in ("table1", "presets")] * 2)  # fmt: skip
+
+
+def test_grid_cpu_starts_no_table_once_until_is_past(tmp_path):
+    started, calls = _start_grid_cpu(tmp_path, "03:25", resolved_as="2026-01-01T00:00")
+    assert started.returncode == 0, started.stderr
+    assert calls == []
+
+
+def test_grid_cpu_refuses_a_bad_until_in_one_line_before_starting_a_runner(tmp_path):
+    started, calls = _start_grid_cpu(tmp_path, "25:99")
+    assert started.returncode == 2
+    assert started.stderr.strip().startswith("UNTIL '25:99' is not a time: give HH:MM")
+    assert len(started.stderr.strip().splitlines()) == 1 and calls == []
+    assert not (tmp_path / "grid.log").exists()
 
 
 GOOGLENET_GPU = REPO_ROOT / "recipes" / "googlenet_gpu.sh"

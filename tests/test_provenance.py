@@ -1,4 +1,4 @@
-"""git_commit: +dirty when code changed, not when a run wrote its results."""
+"""git_commit: +dirty when code changed, not when a run wrote its results; the load beside a record."""
 
 import subprocess
 
@@ -23,3 +23,8 @@ def test_results_written_by_a_run_do_not_make_the_commit_dirty(tmp_path, monkeyp
     assert provenance.git_commit() == clean
     (tmp_path / "code.py").write_text("1\n")
     assert provenance.git_commit() == clean + "+dirty"
+
+
+def test_a_record_says_how_busy_the_machine_was(monkeypatch):
+    monkeypatch.setattr(provenance.os, "getloadavg", lambda: (1.234, 0.5, 2.0))
+    assert provenance.provenance(scale="cpu")["load_average"] == [1.23, 0.5, 2.0]
