@@ -12,9 +12,10 @@
 # UNTIL=HH:MM (the next time the clock shows it, resolved once when the grid starts; or an ISO date and time) starts
 # no cell expected to end after it, and no table once it is past: set it to when the machine goes away, and no
 # half-run cell is lost. A cell with fine-tuning epochs done is timed by them; any other by the mean of the done
-# cells of the same kind (network, solver, fine-tuning precision), those that ran on this CPU with the runners'
-# thread count first, or, for a table's first cells, by the other tables' done cells of that kind; a cell of a kind
-# nothing done has timed does not start under UNTIL: run it by hand, without --until.
+# cells of the same kind (network, solver, fine-tuning precision) nearest it in the share of the MACs kept, their
+# fine-tuning scaled to its share, those that ran on this CPU with the runners' thread count first, or, for a
+# table's first cells, by the other tables' done cells of that kind; a cell of a kind nothing done has timed does
+# not start under UNTIL: run it by hand, without --until.
 # `experiments status TABLE --scale cpu --threads N` shows what runners of N threads expect.
 #   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [THREADS=T] [UNTIL=...] [GRID_LOG=...] \
 #     recipes/grid_cpu.sh [TABLE ...]

@@ -27,6 +27,7 @@ from ibprune_lib.experiments import (
     _try_lock,
     _unpruned_top1,
     distinguishing_settings,
+    expected_macs_kept,
     load_table,
 )
 from ibprune_lib.provenance import REPO_ROOT, cpu_model
@@ -338,7 +339,7 @@ def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path, sh
     grid = Grid(str(table), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
     done, same_kind, shorter = grid.cells
     grid.result_path(done).parent.mkdir(parents=True)
-    grid.result_path(done).write_text(json.dumps({"seconds": {"total": 3600.0, "finetune": 3000.0}}))
+    grid.result_path(done).write_text(json.dumps(sized({"seconds": {"total": 3600.0, "finetune": 3000.0}})))
     assert grid.expected_seconds(same_kind) == 3600.0 and grid.expected_seconds(shorter) is None  # another network
     states = {done.id: {"state": "done"}, **{cell.id: grid.state(cell) for cell in (same_kind, shorter)}}
     assert states[same_kind.id]["detail"] == "not started; about 60 min to go"
@@ -362,15 +363,21 @@ def test_a_cell_expected_to_end_after_until_is_left_for_a_later_run(tmp_path, sh
             os.close(fd)
 
 
+def sized(record: dict, macs_kept: float = 0.6) -> dict:
+    """``record`` with the counts of a cell that kept ``macs_kept`` of its MACs (0.6: as much as TABLE's cells)."""
+    return record | {"counts": {"macs_before": 1000, "macs_after": round(1000 * macs_kept)}}
+
+
 def done_record(model: str, total: float, finetune: float, epochs: int, solver: str | None = None,
-                precision: str = "fp32", old: bool = False, hardware: dict | None = None) -> dict:
+                precision: str = "fp32", old: bool = False, hardware: dict | None = None,
+                macs_kept: float = 0.6) -> dict:
     """What timing reads of a done cell's result; ``old``: one from before the selection settings and the
     fine-tuning precision were recorded (its options and its protocol's precision tell them); ``hardware``: the
-    machine its provenance names (none when None)."""
+    machine its provenance names (none when None); ``macs_kept``: the share of its MACs it kept."""
     options = [] if solver is None else [["solver", solver]]
-    record = {"cell": {"model": model, "options": options, "selection_settings": dict(options)},
-              "protocol": {"finetune": {"precision": "fp32"}}, "seconds": {"total": total, "finetune": finetune},
-              "finetune": {"history": [{}] * epochs, "precision": precision if epochs else None}}
+    record = sized({"cell": {"model": model, "options": options, "selection_settings": dict(options)},
+                    "protocol": {"finetune": {"precision": "fp32"}}, "seconds": {"total": total, "finetune": finetune},
+                    "finetune": {"history": [{}] * epochs, "precision": precision if epochs else None}}, macs_kept)
     if hardware is not None:
         record["provenance"] = {"hardware": hardware}
     if old:
@@ -443,6 +450,32 @@ def test_cells_are_timed_by_done_cells_of_this_cpu_and_thread_count_first(tmp_pa
     assert grid.expected_seconds(cell) == 4000.0
 
 
+def test_cells_are_timed_by_the_done_cells_nearest_their_size_scaled_to_it(tmp_path):
+    weights = 'weights="weights:resnet56-4bfd9763.th"'
+    more = ", ".join(f'Cell("resnet56", {weights}, method="{method}", target_flops={keep})'
+                     for method, keep in (("fpgm", 0.3), ("random", 0.9), ("random", 0.35)))  # fmt: skip
+    text = TABLE.replace('method="l1", target_flops=0.6)]', f'method="l1", target_flops=0.6), {more}]')
+    grid = Grid(str(write_table(tmp_path, text)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
+    at_60, at_30, at_90, at_35 = grid.cells
+    epochs = grid.protocol.finetune_epochs(at_90)
+    grid.result_path(at_60).parent.mkdir(parents=True)
+    for cell, macs_kept, total, finetune in ((at_60, 0.6, 1000.0, 600.0), (at_30, 0.3, 500.0, 200.0)):
+        record = done_record("resnet56", total, finetune, epochs, macs_kept=macs_kept)
+        grid.result_path(cell).write_text(json.dumps(record))
+    assert grid.expected_seconds(at_90) == pytest.approx(400.0 + 600.0 * 0.9 / 0.6)  # the 60% cell alone
+    assert grid.expected_seconds(at_35) == pytest.approx(300.0 + 200.0 * 0.35 / 0.3)  # the 30% cell alone
+
+
+def test_a_parameters_target_keeps_the_macs_the_committed_cells_kept():
+    grid = Grid("ablations", "cpu")
+    done = [(cell, result) for cell in grid.cells
+            if cell.target_params is not None and cell.widths == "uniform" and (result := grid.read(cell))]
+    assert len({cell.target_params for cell, _ in done}) >= 3  # the ratio sweep's cells, 10% to 60% kept at least
+    for cell, result in done:
+        counts = result["counts"]
+        assert expected_macs_kept(cell) == pytest.approx(counts["macs_after"] / counts["macs_before"], abs=1e-9)
+
+
 def test_status_times_the_cells_for_runners_of_the_threads_it_is_given(tmp_path):
     grid = two_cell_grid(tmp_path)
     other_table = tmp_path / "results" / "smoke" / "table1"
@@ -459,7 +492,7 @@ def test_a_half_run_cell_is_expected_to_need_only_what_is_left_of_it(tmp_path):
     done, half_run = (grid := two_cell_grid(tmp_path)).cells
     assert grid.expected_seconds(half_run) is None
     grid.result_path(done).parent.mkdir(parents=True)
-    grid.result_path(done).write_text(json.dumps({"seconds": {"total": 3600.0, "finetune": 3000.0}}))
+    grid.result_path(done).write_text(json.dumps(sized({"seconds": {"total": 3600.0, "finetune": 3000.0}})))
     work = grid.work_dir(half_run)
     work.mkdir(parents=True)
     (work / "stages.json").write_text(json.dumps({"seconds": {"unpruned_eval": 100.0}, "seeds": [{"seconds": 200.0}]}))
