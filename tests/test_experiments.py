@@ -464,6 +464,12 @@ def test_cells_are_timed_by_the_done_cells_nearest_their_size_scaled_to_it(tmp_p
         grid.result_path(cell).write_text(json.dumps(record))
     assert grid.expected_seconds(at_90) == pytest.approx(400.0 + 600.0 * 0.9 / 0.6)  # the 60% cell alone
     assert grid.expected_seconds(at_35) == pytest.approx(300.0 + 200.0 * 0.35 / 0.3)  # the 30% cell alone
+    other_table = tmp_path / "results" / "smoke" / "table1"  # the same cells done by another table time them alike
+    other_table.mkdir()
+    for cell in (at_60, at_30):
+        grid.result_path(cell).rename(other_table / grid.result_path(cell).name)
+    assert grid.expected_seconds(at_90) == pytest.approx(400.0 + 600.0 * 0.9 / 0.6)
+    assert grid.expected_seconds(at_35) == pytest.approx(300.0 + 200.0 * 0.35 / 0.3)
 
 
 def test_a_parameters_target_keeps_the_macs_the_committed_cells_kept():
