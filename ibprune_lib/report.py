@@ -365,7 +365,8 @@ def _span(values: list, top1: list[float], value_text) -> str:
 
 
 def plot_sweep(ax, rows: pd.DataFrame, x_of, paper: dict[str, dict] | None = None, paper_x=None) -> None:
-    """Top-1 after fine-tuning per method against the swept setting: ours as filled lines, the paper's hollow.
+    """Top-1 after fine-tuning per method against the swept setting: ours as filled lines, the paper's hollow,
+    and, when every cell run pruned the same network, its unpruned top-1 as a dashed line.
 
     Args:
         ax: a matplotlib Axes.
@@ -379,6 +380,9 @@ def plot_sweep(ax, rows: pd.DataFrame, x_of, paper: dict[str, dict] | None = Non
     for i, values in enumerate((paper or {}).values()):
         ax.scatter([paper_x(v) for v in values], [_paper_top1(v) for v in values.values()],
                    facecolors="none", edgecolors="k", s=30, label="the paper" if i == 0 else None)
+    unpruned = rows.loc[rows["done"], "unpruned"].unique()
+    if len(unpruned) == 1:
+        ax.axhline(unpruned[0], color="0.5", linestyle="--", linewidth=1, label="unpruned (ours)")
     ax.set_ylabel("top-1 after fine-tuning (%)")
 
 

@@ -16,6 +16,7 @@ from ibprune_lib.report import (
     kept_overlap,
     network_caption,
     network_table,
+    plot_sweep,
     qualifying_settings,
     setting_effects,
     setting_label,
@@ -112,6 +113,25 @@ def test_a_sweep_cell_that_ran_shows_every_stage_beside_the_cells_not_run_yet():
     assert ran["recalibrated (%)"].startswith(f"{stages['recalibrated']['mean']:.2f} ± ")
     assert ran["FLOPs ↓ (%)"] == f"{result['counts']['flops_reduction']:.1f}"
     assert (rest["top-1 (%)"] == NOT_RUN).all() and (rest["Δ (points)"] == "").all()
+
+
+def test_a_sweep_plot_marks_the_unpruned_networks_top1_only_when_every_cell_pruned_the_same_one():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = pd.DataFrame({"method": ["sglp", "stlp", "stlp"], "label": ["sGLP-IB", "sTLP-IB", "sTLP-IB"],
+                         "done": [True, True, False], "value": [64, 64, 128], "finetuned": [90.1, 89.0, None],
+                         "unpruned": [92.06, 92.06, None]})  # fmt: skip
+    _, ax = plt.subplots()
+    plot_sweep(ax, rows, lambda v: v, {"sglp": {64: 93.77}}, lambda v: v)
+    assert [line.get_label() for line in ax.get_lines()] == ["sGLP-IB", "sTLP-IB", "unpruned (ours)"]
+    assert list(ax.get_lines()[-1].get_ydata()) == [92.06, 92.06]
+    _, ax = plt.subplots()
+    plot_sweep(ax, rows.assign(unpruned=[92.06, 93.0, None]), lambda v: v)  # two networks: no single baseline
+    assert [line.get_label() for line in ax.get_lines()] == ["sGLP-IB", "sTLP-IB"]
+    plt.close("all")
 
 
 def test_a_study_cell_says_what_it_changed_and_overlaps_are_jaccard_means():
