@@ -576,22 +576,11 @@ GRID_CPU = REPO_ROOT / "recipes" / "grid_cpu.sh"
 
 @pytest.mark.parametrize("threads_asked", [None, "1"])
 def test_grid_cpu_starts_one_single_thread_runner_per_core_over_the_tables(tmp_path, threads_asked):
-    calls = tmp_path / "calls"
-    stub = tmp_path / "python"  # records each runner's threads and arguments instead of running the grid
-    stub.write_text(f'#!/bin/sh\necho "$OMP_NUM_THREADS $*" >> {calls}\n')
-    stub.chmod(0o755)
-    env = {**os.environ, "PYTHON": str(stub), "RUNNERS": "2", "GRID_LOG": str(tmp_path / "grid.log"), "UNTIL": ""}
-    env.pop("THREADS", None)
-    if threads_asked:
-        env["THREADS"] = threads_asked
-    started = subprocess.run(["bash", str(GRID_CPU), "table1", "presets"], env=env, capture_output=True, text=True)
+    started, calls = _start_grid_cpu(tmp_path, "", threads=threads_asked)
     assert started.returncode == 0, started.stderr
-    deadline = time.time() + 30
-    while time.time() < deadline and (not calls.is_file() or len(calls.read_text().splitlines()) < 4):
-        time.sleep(0.1)
     threads = threads_asked or max(len(os.sched_getaffinity(0)) // 2, 1)  # as nproc counts them
     run = "-m ibprune_lib experiments run {} --scale cpu --no-progress"
-    assert sorted(calls.read_text().splitlines()) == sorted(
+    assert sorted(calls) == sorted(
         [f"{threads} {run.format('table1')}"] * 2 + [f"{threads} {run.format('presets')}"] * 2
     )
     assert f"2 runner(s) of {threads} thread(s)" in started.stdout
@@ -610,15 +599,20 @@ def test_grid_cpu_refuses_a_bad_runner_or_thread_count_in_one_line(tmp_path, var
     assert not (tmp_path / "log").exists()
 
 
-def _start_grid_cpu(tmp_path, until: str, resolved_as: str | None = None) -> tuple[subprocess.CompletedProcess, list]:
-    """Run grid_cpu.sh over two tables with a stub python that records the runners' calls, resolving UNTIL with
-    the real ``parse_until`` or as ``resolved_as``; returns the start and, once the runners are done, the calls."""
+def _start_grid_cpu(tmp_path, until: str, resolved_as: str | None = None,
+                    threads: str | None = None) -> tuple[subprocess.CompletedProcess, list]:
+    """Run grid_cpu.sh's two runners over two tables with a stub python that records each runner's threads and
+    arguments, resolving UNTIL with the real ``parse_until`` or as ``resolved_as``, THREADS as given (unset:
+    None); returns the start and, once the runners are done, the calls."""
     calls = tmp_path / "calls"
     resolve = f'echo {resolved_as}; exit' if resolved_as else f'exec {sys.executable} "$@"'
     stub = tmp_path / "python"
-    stub.write_text(f'#!/bin/sh\ncase "$1" in -c) {resolve};; esac\necho "$*" >> {calls}\n')
+    stub.write_text(f'#!/bin/sh\ncase "$1" in -c) {resolve};; esac\necho "$OMP_NUM_THREADS $*" >> {calls}\n')
     stub.chmod(0o755)
     env = {**os.environ, "PYTHON": str(stub), "RUNNERS": "2", "GRID_LOG": str(tmp_path / "grid.log"), "UNTIL": until}
+    env.pop("THREADS", None)
+    if threads:
+        env["THREADS"] = threads
     started = subprocess.run(["bash", str(GRID_CPU), "table1", "presets"], env=env, capture_output=True, text=True)
     if started.returncode == 0:
         pids = [int(pid) for pid in re.search(r"pids ([\d ]+) \(", started.stdout).group(1).split()]
@@ -633,8 +627,9 @@ def test_grid_cpu_resolves_until_once_so_every_table_reads_the_same_moment(tmp_p
     started, calls = _start_grid_cpu(tmp_path, two_hours_ago)
     assert started.returncode == 0, started.stderr
     moment = parse_until(two_hours_ago).isoformat(timespec="minutes")
+    threads = max(len(os.sched_getaffinity(0)) // 2, 1)
     assert sorted(calls) == sorted(
-        [f"-m ibprune_lib experiments run {table} --scale cpu --no-progress --until {moment}"
+        [f"{threads} -m ibprune_lib experiments run {table} --scale cpu --no-progress --until {moment}"
          for table in ("table1", "presets")] * 2)  # fmt: skip
 
 
