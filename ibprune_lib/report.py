@@ -251,17 +251,20 @@ def _setting(cell: Cell, name: str):
     return _budget(cell) if name == "budget" else getattr(cell, name)
 
 
-def sweep_rows(cells: list[Cell], results: dict[str, dict | None], setting: str) -> pd.DataFrame:
+def sweep_rows(cells: list[Cell], results: dict[str, dict | None], setting: str,
+               fallback: tuple[str, ...] = ()) -> pd.DataFrame:
     """The cells of a sweep over one setting: every cell equal to ``ABLATION_BASE`` but for ``setting``.
 
     Args:
         cells: the ablation table's cells.
         results: cell id → its result JSON, or None when not run.
         setting: a key of ``ABLATION_BASE`` (``budget`` is the pair (``params`` or ``flops``, keep ratio)).
+        fallback: settings a cell may also change where no cell of its value and method keeps them at the base
+            (``("skip_first",)`` for the budgets that four whole layers cannot reach); its ``differs`` says how.
 
     Returns:
-        :func:`cell_rows` of those cells with a ``value`` column (the setting's value), sorted by value and
-        method.
+        :func:`cell_rows` of those cells with a ``value`` column (the setting's value) and a ``differs`` column
+        (``"skip_first=2"``, or ``""`` for a cell at the base but for ``setting``), sorted by value and method.
 
     Raises:
         ValueError: an unknown setting.
@@ -269,9 +272,20 @@ def sweep_rows(cells: list[Cell], results: dict[str, dict | None], setting: str)
     if setting not in ABLATION_BASE:
         raise ValueError(f"unknown setting {setting!r}: choose one of {', '.join(ABLATION_BASE)}")
     others = [name for name in ABLATION_BASE if name != setting]
-    chosen = [cell for cell in cells if all(_setting(cell, name) == ABLATION_BASE[name] for name in others)]
+
+    def changed(cell: Cell) -> dict:
+        return {name: _setting(cell, name) for name in others if _setting(cell, name) != ABLATION_BASE[name]}
+
+    nearest_base = {}
+    for cell in cells:
+        key = (_setting(cell, setting), cell.method)
+        if set(changed(cell)) <= set(fallback) and (
+                key not in nearest_base or len(changed(cell)) < len(changed(nearest_base[key]))):
+            nearest_base[key] = cell
+    chosen = [cell for cell in cells if cell in nearest_base.values()]
     rows = cell_rows(chosen, results)
     rows["value"] = [_setting(cell, setting) for cell in chosen]
+    rows["differs"] = [", ".join(f"{name}={value}" for name, value in changed(cell).items()) for cell in chosen]
     order = {"method": {method: i for i, method in enumerate(METHOD_LABELS)},
              "value": {kernel: i for i, kernel in enumerate(KERNELS)} if setting == "kernel" else None}
     return rows.sort_values(["value", "method"], key=lambda c: c.map(order[c.name]) if order[c.name] else c,
@@ -286,7 +300,7 @@ def sweep_table(rows: pd.DataFrame, value_label: str, paper: dict[str, dict] | N
         rows: :func:`sweep_rows`' output.
         value_label: the header of the setting's column.
         paper: method → value → the paper's top-1 (or (top-1, bracketed %) as Tables 7 and 9 print it).
-        value_text: how a value is written.
+        value_text: how a value is written (a cell that also changes a fallback setting adds it in brackets).
 
     Returns:
         Display strings: ``value_label, method, top-1 (%)`` (after the short fine-tuning), ``Δ (points)``,
@@ -299,7 +313,7 @@ def sweep_table(rows: pd.DataFrame, value_label: str, paper: dict[str, dict] | N
         if isinstance(reported, tuple):
             reported = f"{reported[0]:.2f} ({reported[1]:.0f}%)"
         paper_text = "—" if reported is None else reported if isinstance(reported, str) else f"{reported:.2f}"
-        head = [value_text(row["value"]), row["label"]]
+        head = [value_text(row["value"]) + (f" ({row['differs']})" if row["differs"] else ""), row["label"]]
         if not row["done"]:
             out.append([*head, row["status"], *[""] * 6, paper_text])
             continue

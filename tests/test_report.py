@@ -64,6 +64,18 @@ def test_a_cell_not_run_says_why_in_the_networks_table():
     assert (table["source"] == "paper").sum() == 3  # HRank, sGLP-IB, sTLP-IB as the paper prints them
 
 
+def test_a_budget_four_whole_layers_cannot_reach_joins_its_sweep_only_as_a_fallback_and_says_so():
+    cells = load_table("ablations", "cpu")
+    assert ("flops", 0.2) not in set(sweep_rows(cells, {}, "budget")["value"])
+    rows = sweep_rows(cells, {}, "budget", fallback=("skip_first",))
+    assert not rows.duplicated(["value", "method"]).any()  # the base cell wins over the layer-skipping sweep's
+    differs = dict(zip(zip(rows["value"], rows["method"]), rows["differs"]))
+    assert differs[("flops", 0.2), "sglp"] == differs[("flops", 0.3), "stlp"] == "skip_first=2"
+    assert differs[("params", 0.15), "sglp"] == differs[("flops", 0.4), "stlp"] == ""
+    table = sweep_table(rows, "FLOPs kept")
+    assert "0.2) (skip_first=2)" in " ".join(table["FLOPs kept"])
+
+
 def test_a_sweep_holds_the_cells_that_vary_one_setting_and_quotes_the_paper_beside_them():
     cells = load_table("ablations", "cpu")
     rows = sweep_rows(cells, {}, "kernel")
@@ -71,7 +83,7 @@ def test_a_sweep_holds_the_cells_that_vary_one_setting_and_quotes_the_paper_besi
                                                                                    "laplacian"}
     assert all(len(set(rows[rows["value"] == k]["method"])) == len(rows[rows["value"] == k]) for k in set(rows["value"]))
     budget = sweep_rows(cells, {}, "budget")
-    assert {value for value in budget["value"]} >= {("params", 0.1), ("params", 0.15), ("flops", 0.2)}
+    assert {value for value in budget["value"]} >= {("params", 0.1), ("params", 0.15), ("flops", 0.4)}
     table = sweep_table(sweep_rows(cells, {}, "batch_size"), "batch", {"sglp": {64: (93.77, 8)}})
     first = table.iloc[0]
     assert (first["batch"], first["method"], first["top-1 (%)"], first["paper (%)"]) == ("64", "sGLP-IB", NOT_RUN,
