@@ -380,7 +380,8 @@ def _span(values: list, top1: list[float], value_text) -> str:
 
 def plot_sweep(ax, rows: pd.DataFrame, x_of, paper: dict[str, dict] | None = None, paper_x=None) -> None:
     """Top-1 after fine-tuning per method against the swept setting: ours as filled lines, the paper's hollow,
-    and, when every cell run pruned the same network, its unpruned top-1 as a dashed line.
+    a square around each cell that also changed a fallback setting, and, when every cell run pruned the same
+    network, its unpruned top-1 as a dashed line.
 
     Args:
         ax: a matplotlib Axes.
@@ -391,6 +392,9 @@ def plot_sweep(ax, rows: pd.DataFrame, x_of, paper: dict[str, dict] | None = Non
     """
     for _, group in rows[rows["done"]].groupby("method", sort=False):
         ax.plot([x_of(v) for v in group["value"]], group["finetuned"], "o-", label=group["label"].iloc[0])
+    for differs, group in rows[rows["done"] & (rows["differs"] != "")].groupby("differs"):
+        ax.scatter([x_of(v) for v in group["value"]], group["finetuned"], marker="s", s=110, facecolors="none",
+                   edgecolors="0.3", label=f"with {differs}")
     for i, values in enumerate((paper or {}).values()):
         ax.scatter([paper_x(v) for v in values], [_paper_top1(v) for v in values.values()],
                    facecolors="none", edgecolors="k", s=30, label="the paper" if i == 0 else None)

@@ -127,7 +127,7 @@ def test_a_sweep_cell_that_ran_shows_every_stage_beside_the_cells_not_run_yet():
     assert (rest["top-1 (%)"] == NOT_RUN).all() and (rest["Δ (points)"] == "").all()
 
 
-def test_a_sweep_plot_marks_the_unpruned_networks_top1_only_when_every_cell_pruned_the_same_one():
+def test_a_sweep_plot_marks_the_unpruned_networks_top1_only_when_every_cell_pruned_the_same_one_and_fallbacks():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,9 +135,12 @@ def test_a_sweep_plot_marks_the_unpruned_networks_top1_only_when_every_cell_prun
 
     rows = pd.DataFrame({"method": ["sglp", "stlp", "stlp"], "label": ["sGLP-IB", "sTLP-IB", "sTLP-IB"],
                          "done": [True, True, False], "value": [64, 64, 128], "finetuned": [90.1, 89.0, None],
-                         "unpruned": [92.06, 92.06, None]})  # fmt: skip
+                         "unpruned": [92.06, 92.06, None],
+                         "differs": ["", "skip_first=2", "skip_first=2"]})  # fmt: skip
     _, ax = plt.subplots()
     plot_sweep(ax, rows, lambda v: v, {"sglp": {64: 93.77}}, lambda v: v)
+    squared = [c for c in ax.collections if c.get_label() == "with skip_first=2"]
+    assert len(squared) == 1 and squared[0].get_offsets().tolist() == [[64, 89.0]]  # the cell not run is left out
     assert [line.get_label() for line in ax.get_lines()] == ["sGLP-IB", "sTLP-IB", "unpruned (ours)"]
     assert list(ax.get_lines()[-1].get_ydata()) == [92.06, 92.06]
     _, ax = plt.subplots()
