@@ -282,7 +282,8 @@ def sweep_rows(cells: list[Cell], results: dict[str, dict | None], setting: str,
         if set(changed(cell)) <= set(fallback) and (
                 key not in nearest_base or len(changed(cell)) < len(changed(nearest_base[key]))):
             nearest_base[key] = cell
-    chosen = [cell for cell in cells if cell in nearest_base.values()]
+    chosen_ids = {cell.id for cell in nearest_base.values()}
+    chosen = [cell for cell in cells if cell.id in chosen_ids]
     rows = cell_rows(chosen, results)
     rows["value"] = [_setting(cell, setting) for cell in chosen]
     rows["differs"] = [", ".join(f"{name}={value}" for name, value in changed(cell).items()) for cell in chosen]
