@@ -273,20 +273,19 @@ def sweep_rows(cells: list[Cell], results: dict[str, dict | None], setting: str,
         raise ValueError(f"unknown setting {setting!r}: choose one of {', '.join(ABLATION_BASE)}")
     others = [name for name in ABLATION_BASE if name != setting]
 
-    def changed(cell: Cell) -> dict:
-        return {name: _setting(cell, name) for name in others if _setting(cell, name) != ABLATION_BASE[name]}
-
+    changed = {cell.id: {name: _setting(cell, name) for name in others if _setting(cell, name) != ABLATION_BASE[name]}
+               for cell in cells}
     nearest_base = {}
     for cell in cells:
         key = (_setting(cell, setting), cell.method)
-        if set(changed(cell)) <= set(fallback) and (
-                key not in nearest_base or len(changed(cell)) < len(changed(nearest_base[key]))):
+        if set(changed[cell.id]) <= set(fallback) and (
+                key not in nearest_base or len(changed[cell.id]) < len(changed[nearest_base[key].id])):
             nearest_base[key] = cell
     chosen_ids = {cell.id for cell in nearest_base.values()}
     chosen = [cell for cell in cells if cell.id in chosen_ids]
     rows = cell_rows(chosen, results)
     rows["value"] = [_setting(cell, setting) for cell in chosen]
-    rows["differs"] = [", ".join(f"{name}={value}" for name, value in changed(cell).items()) for cell in chosen]
+    rows["differs"] = [", ".join(f"{name}={value}" for name, value in changed[cell.id].items()) for cell in chosen]
     order = {"method": {method: i for i, method in enumerate(METHOD_LABELS)},
              "value": {kernel: i for i, kernel in enumerate(KERNELS)} if setting == "kernel" else None}
     return rows.sort_values(["value", "method"], key=lambda c: c.map(order[c.name]) if order[c.name] else c,
