@@ -598,13 +598,14 @@ def test_the_presets_table_is_table1s_cells_of_the_tuned_methods_with_the_tuned_
 
 
 GRID_CPU = REPO_ROOT / "recipes" / "grid_cpu.sh"
+GRID_CPU_THREADS = max(len(os.sched_getaffinity(0)) // 2, 1)  # a runner's, two runners on the cores nproc counts
 
 
 @pytest.mark.parametrize("threads_asked", [None, "1"])
 def test_grid_cpu_starts_one_single_thread_runner_per_core_over_the_tables(tmp_path, threads_asked):
     started, calls = _start_grid_cpu(tmp_path, "", threads=threads_asked)
     assert started.returncode == 0, started.stderr
-    threads = threads_asked or max(len(os.sched_getaffinity(0)) // 2, 1)  # as nproc counts them
+    threads = threads_asked or GRID_CPU_THREADS
     run = "-m ibprune_lib experiments run {} --scale cpu --no-progress"
     assert sorted(calls) == sorted(
         [f"{threads} {run.format('table1')}"] * 2 + [f"{threads} {run.format('presets')}"] * 2
@@ -653,9 +654,8 @@ def test_grid_cpu_resolves_until_once_so_every_table_reads_the_same_moment(tmp_p
     started, calls = _start_grid_cpu(tmp_path, two_hours_ago)
     assert started.returncode == 0, started.stderr
     moment = parse_until(two_hours_ago).isoformat(timespec="minutes")
-    threads = max(len(os.sched_getaffinity(0)) // 2, 1)
     assert sorted(calls) == sorted(
-        [f"{threads} -m ibprune_lib experiments run {table} --scale cpu --no-progress --until {moment}"
+        [f"{GRID_CPU_THREADS} -m ibprune_lib experiments run {table} --scale cpu --no-progress --until {moment}"
          for table in ("table1", "presets")] * 2)  # fmt: skip
 
 
