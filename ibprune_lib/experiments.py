@@ -255,8 +255,27 @@ class Protocol:
     monitor_images: int | None
     note: str = ""
 
-    def describe(self) -> dict:
-        return {**asdict(self), "finetune": {k: v for k, v in asdict(self.finetune).items() if k != "model"}}
+    def record(self, cell: Cell, seeds: list[int], threads: int) -> dict:
+        """The protocol as it ran for ``cell``: the calibration seeds run, the torch threads, and the fine-tuning
+        recipe with the cell's own epochs, precision and data-order seed (``{"epochs": 0}`` alone where it stopped
+        after recalibration); the scale's note only where the cell followed the scale's recipe.
+
+        Args:
+            cell: the cell that ran.
+            seeds: the calibration seeds it ran (the first fine-tuned).
+            threads: torch's intra-op threads of the run.
+        """
+        epochs = self.finetune_epochs(cell)
+        finetune = {"epochs": 0}
+        if epochs:
+            seed = seeds[0] if cell.finetune_seed is None else cell.finetune_seed
+            finetune = {k: v for k, v in asdict(self.finetune_config(cell, "", seed)).items() if k != "model"}
+        follows_recipe = cell.finetune_epochs is None and cell.finetune_precision is None
+        note = self.note if follows_recipe else (
+            f"the {self.scale} scale's protocol, fine-tuned for {epochs} epoch(s)"
+            + (f" in {finetune['precision']}" if epochs else ""))
+        return {**{k: v for k, v in asdict(self).items() if k != "finetune"}, "note": note,
+                "calibration_seeds": list(seeds), "threads": threads, "finetune": finetune}
 
     def finetune_epochs(self, cell: Cell) -> int:
         """The epochs ``cell`` is fine-tuned for: its own, else the recipe's."""
@@ -554,7 +573,7 @@ def _timing_kind(result: dict) -> tuple[str, str | None, str]:
     pruned with its own options, one from before precisions were, was fine-tuned in its protocol's)."""
     cell = result["cell"]
     settings = cell.get("selection_settings", dict(cell.get("options", ())))
-    precision = result["finetune"].get("precision") or result["protocol"]["finetune"]["precision"]
+    precision = result["finetune"].get("precision") or result["protocol"]["finetune"].get("precision")
     return cell["model"], settings.get("solver"), precision
 
 
@@ -784,7 +803,7 @@ def run_cell(
         "cell": {**asdict(cell), "id": cell.id, "selection_settings": cell.selection_settings()},
         "scale": protocol.scale,
         "dataset": data.label,
-        "protocol": protocol.describe(),
+        "protocol": protocol.record(cell, list(seeds), torch.get_num_threads()),
         "counts": {
             "macs_before": unpruned["macs"], "macs_after": totals["macs_after"],
             "params_before": unpruned["params"], "params_after": totals["params_after"],
@@ -804,8 +823,7 @@ def run_cell(
         },
         "selection_seconds": mean_spread([r["selection_seconds"] for r in records]),
         "seeds": records,
-        "finetune": {"epochs": epochs, "seed": config.seed if epochs else None,
-                     "precision": config.precision if epochs else None,
+        "finetune": {"epochs": epochs, **({"seed": config.seed, "precision": config.precision} if epochs else {}),
                      "history": history.history if history else [],
                      "wall_seconds": history.wall_seconds if history else 0.0},
         "seconds": {**stages["seconds"], "per_seed": [r["seconds"] for r in records], "finetune": finetune_seconds,

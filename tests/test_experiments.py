@@ -170,7 +170,8 @@ def test_a_bf16_cell_fine_tunes_in_bf16_where_the_hardware_has_it_and_is_not_run
     assert grid.run(grid.cells, torch.device("cpu"), progress=False) == [(cell, "done")]
     result = grid.read(cell)
     assert precisions == ["bf16"] and result["finetune"]["precision"] == "bf16"
-    assert result["protocol"]["finetune"]["precision"] == "fp32"  # the scale's recipe, which the cell overrides
+    assert result["protocol"]["finetune"]["precision"] == "bf16"  # what ran, not the scale's recipe (fp32)
+    assert "fp32" not in result["protocol"]["note"] and result["protocol"]["threads"] == torch.get_num_threads()
     with pytest.raises(ValueError, match="finetune_precision must be None or one of fp32, bf16, got 'fp16'"):
         replace(cell, finetune_precision="fp16").check()
 
@@ -182,7 +183,7 @@ def test_the_ablations_smoke_cell_regresses_raw_maps_and_fine_tunes_for_its_own_
     result = json.loads(result_file.read_text())
     assert result["cell"]["use_gram"] is False and result["cell"]["method"] == "stlp"
     assert result["finetune"]["epochs"] == 1 == len(result["finetune"]["history"])
-    assert result["protocol"]["finetune"]["epochs"] != 1
+    assert result["protocol"]["finetune"]["epochs"] == 1  # the cell's own epochs, not the scale's recipe
     pruned = [layer for seed in result["seeds"] for layer in seed["layers"] if layer["kept"] < layer["channels"]]
     assert pruned and all(layer["n_groups"] > 0 and layer["n_edges"] is None and layer["seconds"] > 0
                           for layer in pruned)  # sTLP-IB's tree, and which layer took the time  # fmt: skip
