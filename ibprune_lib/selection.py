@@ -29,6 +29,7 @@ import torch
 from .kernels import GramProblem, check_features, gram_problem, raw_problem
 from .lasso import L1, GraphLasso, TreeLasso, lambda_for_k
 from .lasso.adaptive import DIRECTIONS, SCORES
+from .runtime import one_thread_on
 from .structure import LINKAGE_METHODS, graph_from_correlation, knn_graph_from_correlation, tree_from_correlation
 
 METHODS = ("sglp", "stlp", "apib", "lasso")
@@ -164,50 +165,51 @@ def select(
     if method == "apib" and (direction != "rows" or not use_gram):
         raise ValueError("APIB regresses one Gram response on the input channels: use direction='rows', use_gram=True")
 
-    responses = _apib_response(layer_outputs) if method == "apib" else layer_outputs
-    problem: GramProblem
-    if use_gram:
-        problem = gram_problem(layer_inputs, responses, kernel, kernel_gamma, normalise, dtype)
-    else:
-        problem = raw_problem(layer_inputs, responses, normalise, dtype)
-    seconds_problem = time.perf_counter() - start
-
-    diagnostics: dict = {"method": method, "kernel": kernel if use_gram else "raw", "direction": direction}
-    if method == "sglp":
-        q = problem.response_corr.shape[0]
-        if knn is None or q < 2:
-            graph = graph_from_correlation(problem.response_corr, threshold)
+    with one_thread_on(layer_inputs.device):  # the same channels at any thread count (runtime.one_thread_on)
+        responses = _apib_response(layer_outputs) if method == "apib" else layer_outputs
+        problem: GramProblem
+        if use_gram:
+            problem = gram_problem(layer_inputs, responses, kernel, kernel_gamma, normalise, dtype)
         else:
-            graph = knn_graph_from_correlation(problem.response_corr, min(knn, q - 1))
-        diagnostics["n_edges"] = graph.n_edges
+            problem = raw_problem(layer_inputs, responses, normalise, dtype)
+        seconds_problem = time.perf_counter() - start
 
-        def make_penalty(lam):
-            return GraphLasso(lam, gamma_graph * lam, graph)
+        diagnostics: dict = {"method": method, "kernel": kernel if use_gram else "raw", "direction": direction}
+        if method == "sglp":
+            q = problem.response_corr.shape[0]
+            if knn is None or q < 2:
+                graph = graph_from_correlation(problem.response_corr, threshold)
+            else:
+                graph = knn_graph_from_correlation(problem.response_corr, min(knn, q - 1))
+            diagnostics["n_edges"] = graph.n_edges
 
-    elif method == "stlp":
-        tree = tree_from_correlation(problem.response_corr, linkage)
-        diagnostics["n_groups"] = tree.n_groups
+            def make_penalty(lam):
+                return GraphLasso(lam, gamma_graph * lam, graph)
 
-        def make_penalty(lam):
-            return TreeLasso(lam, tree)
+        elif method == "stlp":
+            tree = tree_from_correlation(problem.response_corr, linkage)
+            diagnostics["n_groups"] = tree.n_groups
 
-    else:
-        nonnegative = apib_nonnegative and method == "apib"
+            def make_penalty(lam):
+                return TreeLasso(lam, tree)
 
-        def make_penalty(lam):
-            return L1(lam, nonnegative=nonnegative)
+        else:
+            nonnegative = apib_nonnegative and method == "apib"
 
-    search_start = time.perf_counter()
-    result = lambda_for_k(problem, make_penalty, k, direction, max_solves, tol, max_iter, solver, progress, score)
-    now = time.perf_counter()
-    diagnostics.update(
-        lam=result.lam,
-        n_solves=result.n_solves,
-        n_iter=result.n_iter,
-        trace=result.trace,
-        n_candidates=n_candidates,
-        seconds=now - start,
-        seconds_problem=seconds_problem,
-        seconds_search=now - search_start,
-    )
-    return Selection(kept=result.kept, scores=result.scores, diagnostics=diagnostics)
+            def make_penalty(lam):
+                return L1(lam, nonnegative=nonnegative)
+
+        search_start = time.perf_counter()
+        result = lambda_for_k(problem, make_penalty, k, direction, max_solves, tol, max_iter, solver, progress, score)
+        now = time.perf_counter()
+        diagnostics.update(
+            lam=result.lam,
+            n_solves=result.n_solves,
+            n_iter=result.n_iter,
+            trace=result.trace,
+            n_candidates=n_candidates,
+            seconds=now - start,
+            seconds_problem=seconds_problem,
+            seconds_search=now - search_start,
+        )
+        return Selection(kept=result.kept, scores=result.scores, diagnostics=diagnostics)

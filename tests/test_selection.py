@@ -18,6 +18,15 @@ def planted(seed=0, bs=32):
     return x, y
 
 
+def _layer(seed=0, bs=32, c_in=24, c_out=16):
+    """x (bs, c_in, 4, 4) random; y (bs, c_out, 4, 4) a random mix of x's channels through a ReLU, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(bs, c_in, 4, 4, generator=g)
+    mix = torch.randn(c_out, c_in, generator=g) / c_in**0.5
+    y = torch.relu(torch.einsum("oc,bchw->bohw", mix, x)) + 0.1 * torch.randn(bs, c_out, 4, 4, generator=g)
+    return x, y
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_rows_keep_the_input_channels_that_explain_the_output(method):
     x, y = planted()
@@ -98,3 +107,37 @@ def test_the_study_options_reach_the_selection():
     assert candidate_scores(W, score="nnz_then_norm").argmax() == 0 and candidate_scores(W, score="norm").argmax() == 1
     with pytest.raises(ValueError, match="unknown score 'rank': choose one of nnz_then_norm, norm"):
         select(x, y, 4, method="lasso", score="rank")
+
+
+@pytest.mark.parametrize(("method", "bs", "channels", "k"), [
+    ("sglp", 48, (96, 80), 30), ("stlp", 64, (256, 256), 100), ("apib", 48, (96, 80), 30),
+])  # sGLP-IB and sTLP-IB kept other channels at 2 threads at these sizes before select ran on one thread
+def test_the_same_layer_keeps_the_same_channels_at_one_and_two_threads(method, bs, channels, k):
+    x, y = _layer(seed=3, bs=bs, c_in=channels[0], c_out=channels[1])
+    before = torch.get_num_threads()
+    picks = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            selection = select(x, y, k, method=method)
+            picks.append((selection.kept.tolist(), selection.diagnostics["lam"], selection.diagnostics["trace"]))
+            assert torch.get_num_threads() == threads  # restored after the selection
+    finally:
+        torch.set_num_threads(before)
+    assert picks[0] == picks[1]
+
+
+def test_the_selection_solves_on_one_thread_whatever_the_caller_set(monkeypatch):
+    import ibprune_lib.selection as selection_module
+
+    seen = []
+    search = selection_module.lambda_for_k
+    monkeypatch.setattr(selection_module, "lambda_for_k",
+                        lambda *args, **kwargs: seen.append(torch.get_num_threads()) or search(*args, **kwargs))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        select(*_layer(seed=4), 5, method="stlp")
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -1,6 +1,6 @@
 """Structured lasso on Gram matrices: penalties, solvers (SPG, primal-dual), adaptive λ."""
 
-from .adaptive import AdaptiveResult, candidate_scores, count_nonzero, lambda_for_k
+from .adaptive import AdaptiveResult, candidate_scores, count_nonzero, lambda_for_k, top_k
 from .penalties import L1, GraphLasso, Penalty, TreeLasso
 from .spg import SOLVERS, FitResult, fit, fit_gram, objective, objective_gram
 
@@ -19,4 +19,5 @@ __all__ = [
     "lambda_for_k",
     "objective",
     "objective_gram",
+    "top_k",
 ]

@@ -122,6 +122,14 @@ def candidate_scores(W: torch.Tensor, direction: str = "rows", score: str = "nnz
     return nnz + (norms / (2 * top) if top > 0 else torch.zeros_like(norms))
 
 
+def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """(k,) ascending indices of the k highest scores; ties go to the lower index, so the choice never depends on
+    the order a sort happens to visit equal scores in."""
+    if not 1 <= k <= len(scores):
+        raise ValueError(f"k must be in [1, {len(scores)}], got {k}")
+    return torch.argsort(scores, descending=True, stable=True)[:k].sort().values
+
+
 def path_step(lam: float, count: int, previous: tuple[float, int] | None, k: int) -> float:
     """The next λ on the way down to k non-zero candidates.
 
@@ -311,6 +319,6 @@ def lambda_for_k(
         bar.close()
     result, _ = solved[lo, phase_tols[-1]]
     scores = candidate_scores(result.W, direction, score)
-    kept = torch.sort(torch.topk(scores, k).indices).values
+    kept = top_k(scores, k)
     n_iter = sum(r.n_iter for r, _ in solved.values())
     return AdaptiveResult(lo, kept, result.W, scores, trace, len(trace), n_iter)

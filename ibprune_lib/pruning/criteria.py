@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 import torch
 
 from ..kernels import KERNELS
-from ..lasso.adaptive import DIRECTIONS
+from ..lasso.adaptive import DIRECTIONS, top_k
 from ..selection import METHODS as IB_METHODS
 from ..selection import Selection, select
 from .capture import LayerFeatures
@@ -78,13 +78,6 @@ def fpgm_scores(weight: torch.Tensor) -> torch.Tensor:
     """
     flat = weight.detach().flatten(1).double()
     return torch.cdist(flat, flat).sum(1).float()
-
-
-def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """(k,) ascending indices of the k highest scores (ties: the lower index wins)."""
-    if not 1 <= k <= len(scores):
-        raise ValueError(f"k must be in [1, {len(scores)}], got {k}")
-    return torch.argsort(scores, descending=True, stable=True)[:k].sort().values
 
 
 class Criterion(ABC):
