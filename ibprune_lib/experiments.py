@@ -154,6 +154,21 @@ class Cell:
         whatever their fine-tuning seed and further calibration seeds."""
         return replace(self, seeds=self.seeds[:1], finetune_seed=None).id
 
+    @property
+    def run_group(self) -> str:
+        """The id shared by the runs of one configuration: the cells that differ only in their calibration seeds.
+        Run *r* prunes with calibration seed *r* first and fine-tunes with data-order seed *r* (``run_index``)."""
+        return replace(self, seeds=(), finetune_seed=None).id
+
+    @property
+    def run_index(self) -> int | None:
+        """*r* for run *r* of its configuration (first calibration seed *r*, fine-tuned with data-order seed *r*);
+        None for a cell fine-tuned with a data-order seed other than its calibration seed, which is no run by
+        that definition (Table 1's older second ResNet-56 runs)."""
+        if self.finetune_seed is not None and self.finetune_seed != self.seeds[0]:
+            return None
+        return self.seeds[0]
+
     def selection_settings(self) -> dict:
         """The kernel and selection options this cell prunes with: its preset's, its own ``options`` over them."""
         return preset_settings(self.preset, self.method, self.kernel if self.preset == "paper" else None,
@@ -271,9 +286,13 @@ class Protocol:
             seed = seeds[0] if cell.finetune_seed is None else cell.finetune_seed
             finetune = {k: v for k, v in asdict(self.finetune_config(cell, "", seed)).items() if k != "model"}
         follows_recipe = cell.finetune_epochs is None and cell.finetune_precision is None
-        note = self.note if follows_recipe else (
-            f"the {self.scale} scale's protocol, fine-tuned for {epochs} epoch(s)"
-            + (f" in {finetune['precision']}" if epochs else ""))
+        if follows_recipe:
+            note = self.note
+        elif epochs:
+            note = (f"the {self.scale} scale's recipe shortened or changed by the cell: fine-tuned for {epochs} "
+                    f"epoch{'s' if epochs > 1 else ''} in {finetune['precision']}")
+        else:
+            note = f"the {self.scale} scale's protocol up to BatchNorm recalibration; no fine-tuning"
         return {**{k: v for k, v in asdict(self).items() if k != "finetune"}, "note": note,
                 "calibration_seeds": list(seeds), "threads": threads, "finetune": finetune}
 
@@ -735,7 +754,7 @@ def run_cell(
     Returns:
         The JSON-ready result: the cell, the protocol, counts, every stage's top-1, seconds and provenance.
     """
-    started = time.perf_counter()
+    started, load_at_start = time.perf_counter(), [round(load, 2) for load in os.getloadavg()]
     work.mkdir(parents=True, exist_ok=True)
     stages_file = work / "stages.json"
     stages = _saved_stages(work)
@@ -829,7 +848,8 @@ def run_cell(
         "seconds": {**stages["seconds"], "per_seed": [r["seconds"] for r in records], "finetune": finetune_seconds,
                     "total": _seconds_before_finetuning(stages) + finetune_seconds},
         "provenance": provenance(scale=protocol.scale, code_commit=CODE_COMMIT, device=str(device), seeds=list(seeds),
-                                 this_run_seconds=time.perf_counter() - started),
+                                 this_run_seconds=time.perf_counter() - started,
+                                 load_average_at_start=load_at_start),
     }
 
 

@@ -6,6 +6,7 @@ Every number comes from a cell's JSON; a cell that has not run is a row that say
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pandas as pd
 
@@ -13,6 +14,7 @@ from .experiments import Cell, mean_spread
 from .kernels import KERNELS
 from .paper import METHOD_LABELS, MODEL_LABELS, TABLE1, TABLE1_BUDGET_ROW
 from .selection import PRESETS
+from .verdicts import FAILS, HOLDS, INCONCLUSIVE, Comparison, compare, compare_to
 
 NOT_RUN = "not run yet"
 NEEDS_GPU = "not run here: needs a GPU"
@@ -24,73 +26,96 @@ def method_label(cell: Cell) -> str:
     return label if cell.widths == "uniform" else f"{label} ({'ITPruner' if cell.widths == 'itpruner' else cell.widths} widths)"
 
 
-def _finetuned_runs(cells: list[Cell], results: dict[str, dict | None]) -> tuple[dict, dict]:
-    """(finetune group → fine-tuned top-1 of its cells that ran, finetune group → how many cells it has)."""
-    runs, declared = {}, {}
-    for cell in cells:
-        group = cell.finetune_group
-        declared[group] = declared.get(group, 0) + 1
-        result = results.get(cell.id)
-        if result is not None and result["stages"]["finetuned"] is not None:
-            runs.setdefault(group, []).append(result["stages"]["finetuned"])
-    return runs, declared
+def _finetuned(result: dict | None) -> float | None:
+    return None if result is None else result["stages"]["finetuned"]
+
+
+def _per_seed(results: list[dict], key: str) -> list[float]:
+    """``key`` (``top1_pruned`` or ``top1_recalibrated``) of every calibration seed the results ran, once a seed
+    (run *r* prunes with seed *r*, which its configuration's run 0 also ran: the first record of a seed counts)."""
+    seen = {}
+    for result in results:
+        for record in result["seeds"]:
+            seen.setdefault(record["seed"], record[key])
+    return list(seen.values())
 
 
 def cell_rows(cells: list[Cell], results: dict[str, dict | None]) -> pd.DataFrame:
-    """One row per cell: its settings, every stage's top-1 (mean and spread over seeds), counts and times.
+    """One row per configuration: its settings, every stage's top-1 over its runs and seeds, counts and times.
 
-    A cell that fine-tunes another's pruned network again (``Cell.finetune_seed``) is no row of its own: its
-    fine-tuned top-1 joins that cell's, whose ``finetuned`` is then the mean over the runs and
-    ``finetuned_std`` their spread.
+    The runs of a configuration (``Cell.run_group``: cells differing only in calibration seeds; run *r*
+    prunes with seed *r* and fine-tunes with data-order seed *r*) make one row, that of its first declared run:
+    ``finetuned`` is the mean over the runs fine-tuned so far, ``finetuned_std`` their sample standard deviation,
+    ``finetuned_values`` the runs themselves. ``pruned`` and ``recalibrated`` are over every calibration seed
+    the runs pruned with. A cell fine-tuned with a data-order seed other than its calibration seed
+    (``Cell.run_index`` None: Table 1's older second ResNet-56 runs) is no run: its top-1 is listed in
+    ``extra_runs`` and counts in no mean.
 
     Args:
         cells: the table's cells.
         results: cell id → its result JSON, or None when not run.
 
     Returns:
-        Columns ``id, model, method, label, done, status, unpruned, pruned, pruned_std, recalibrated,
-        recalibrated_std, finetuned, finetuned_std, finetune_runs, finetune_cells, delta, flops_reduction,
+        Columns ``id, model, method, widths, label, done, status, finetune_runs, finetune_cells,
+        finetuned_values, extra_runs, unpruned, pruned, pruned_std, pruned_values, recalibrated,
+        recalibrated_std, recalibrated_values, finetuned, finetuned_std, delta, flops_reduction,
         params_reduction, seeds, selection_seconds, hours, commit``; ``status`` is "done", NOT_RUN or NEEDS_GPU
-        (a cell that needs a GPU); ``finetune_runs`` of ``finetune_cells`` fine-tuning runs have run; NaN where
-        a cell has not run.
+        (a cell that needs a GPU); ``finetune_runs`` of ``finetune_cells`` declared runs are fine-tuned; NaN
+        where the first run has not run. ``hours`` are the first run's.
     """
-    runs, declared = _finetuned_runs(cells, results)
-    rows = []
+    groups: dict[str, list[Cell]] = {}
     for cell in cells:
-        if cell.finetune_seed is not None:
-            continue  # a further fine-tuning run of another cell's network: folded into that cell's row
-        finetuned = runs.get(cell.finetune_group, [])
-        row = {"id": cell.id, "model": cell.model, "method": cell.method, "widths": cell.widths,
-               "label": method_label(cell), "done": results.get(cell.id) is not None}
-        result = results.get(cell.id)
-        row["status"] = "done" if result is not None else NEEDS_GPU if cell.needs else NOT_RUN
-        row |= {"finetune_runs": len(finetuned) if result is not None else 0,
-                "finetune_cells": declared[cell.finetune_group]}
+        groups.setdefault(cell.run_group, []).append(cell)
+    rows = []
+    for group in groups.values():
+        runs = [cell for cell in group if cell.run_index is not None] or group
+        head = runs[0]
+        done = [result for cell in runs if (result := results.get(cell.id)) is not None]
+        finetuned = [top1 for result in done if (top1 := _finetuned(result)) is not None]
+        extra = [top1 for cell in group if cell.run_index is None and (top1 := _finetuned(results.get(cell.id)))]
+        row = {"id": head.id, "model": head.model, "method": head.method, "widths": head.widths,
+               "label": method_label(head), "done": results.get(head.id) is not None}
+        row["status"] = "done" if row["done"] else NEEDS_GPU if head.needs else NOT_RUN
+        row |= {"finetune_runs": len(finetuned), "finetune_cells": len(runs), "finetuned_values": finetuned,
+                "extra_runs": extra}
+        result = results.get(head.id)
         if result is not None:
             stages, counts = result["stages"], result["counts"]
             spread = mean_spread(finetuned) if finetuned else None
+            pruned, recalibrated = (mean_spread(_per_seed(done, key)) for key in ("top1_pruned", "top1_recalibrated"))
             row |= {
                 "unpruned": stages["unpruned"],
-                "pruned": stages["pruned"]["mean"], "pruned_std": stages["pruned"]["std"],
-                "recalibrated": stages["recalibrated"]["mean"], "recalibrated_std": stages["recalibrated"]["std"],
+                "pruned": pruned["mean"], "pruned_std": pruned["std"], "pruned_values": pruned["values"],
+                "recalibrated": recalibrated["mean"], "recalibrated_std": recalibrated["std"],
+                "recalibrated_values": recalibrated["values"],
                 "finetuned": None if spread is None else spread["mean"],
                 "finetuned_std": None if spread is None else spread["std"],
                 "delta": None if spread is None else spread["mean"] - stages["unpruned"],
                 "flops_reduction": counts["flops_reduction"], "params_reduction": counts["params_reduction"],
-                "seeds": len(result["seeds"]), "selection_seconds": result["selection_seconds"]["mean"],
+                "seeds": len(pruned["values"]), "selection_seconds": result["selection_seconds"]["mean"],
                 "hours": result["seconds"]["total"] / 3600, "commit": result["provenance"].get(
                     "code_commit", result["provenance"]["commit"])[:10],
                 "hardware": result["provenance"]["hardware"]["cpu"], "time_utc": result["provenance"]["time_utc"],
             }
         rows.append(row)
-    columns = ["unpruned", "pruned", "pruned_std", "recalibrated", "recalibrated_std", "finetuned", "finetuned_std",
-               "delta", "flops_reduction", "params_reduction", "seeds", "selection_seconds", "hours", "commit"]
+    columns = ["unpruned", "pruned", "pruned_std", "pruned_values", "recalibrated", "recalibrated_std",
+               "recalibrated_values", "finetuned", "finetuned_std", "delta", "flops_reduction", "params_reduction",
+               "seeds", "selection_seconds", "hours", "commit"]
     frame = pd.DataFrame(rows)
     return frame.reindex(columns=[*frame.columns, *(c for c in columns if c not in frame.columns)])
 
 
-def _mean_spread(mean: float, std: float, seeds: int) -> str:
-    return f"{mean:.2f}" if seeds < 2 else f"{mean:.2f} ± {std:.2f}"
+def runs_frame(rows: pd.DataFrame, model: str, stage: str = "finetuned") -> pd.DataFrame:
+    """One row per run of ``model``'s finished configurations at ``stage`` (fine-tuning runs, or calibration
+    seeds before fine-tuning), best mean first: ``criterion, top-1 (%)``, for ``verdicts.plot_runs``."""
+    ours = rows[(rows["model"] == model) & rows["done"]].sort_values(stage, ascending=False)
+    runs = [(row["label"], value) for _, row in ours.iterrows() for value in row[f"{stage}_values"]]
+    return pd.DataFrame(runs, columns=["criterion", "top-1 (%)"])
+
+
+def _mean_spread(mean: float, std: float, n: int) -> str:
+    """``"91.20 ± 0.14 (3)"``: mean ± sample standard deviation (how many); a single value alone, ``"91.20 (1)"``."""
+    return f"{mean:.2f} ({n})" if n < 2 else f"{mean:.2f} ± {std:.2f} ({n})"
 
 
 def network_table(rows: pd.DataFrame, model: str,
@@ -104,9 +129,10 @@ def network_table(rows: pd.DataFrame, model: str,
             against it), e.g. ``paper.TABLE8``; default: Table 1's rows of ``model``.
 
     Returns:
-        Display strings: ``source, method, top-1 (%)`` (after fine-tuning; mean ± spread where a cell was
-        fine-tuned more than once), ``Δ (points), FLOPs ↓ (%), params ↓ (%), pruned (%)`` (top-1 right after
-        pruning), ``recalibrated (%)`` (after BatchNorm recalibration), ``selection (s)``; the paper's rows
+        Display strings: ``source, method, top-1 (%)`` (after fine-tuning: mean ± standard deviation (runs)),
+        ``Δ (points), FLOPs ↓ (%), params ↓ (%), pruned (%)`` (top-1 right after
+        pruning, over calibration seeds), ``recalibrated (%)`` (after BatchNorm recalibration, likewise),
+        ``selection (s)``; the paper's rows
         show "—" where it reports nothing.
     """
     columns = ["source", "method", "top-1 (%)", "Δ (points)", "FLOPs ↓ (%)", "params ↓ (%)",
@@ -139,14 +165,14 @@ def network_caption(rows: pd.DataFrame, model: str, scale: str) -> str:
     """The caption of :func:`network_table`: the network, the scale, our unpruned top-1 and the budget row."""
     unpruned = rows.loc[rows["model"] == model, "unpruned"].dropna()
     ours = f"; our unpruned top-1 {unpruned.iloc[0]:.2f}%" if len(unpruned) else ""
-    runs = rows.loc[rows["model"] == model, "finetune_runs"].max()
-    repeated = f"; top-1 ± spread: the mean over up to {runs} fine-tuning runs" if runs > 1 else ""
     flops, params = TABLE1_BUDGET_ROW[model]
-    return (f"{MODEL_LABELS[model]} on CIFAR-10 at the {scale} scale{ours}{repeated}; the paper's budget row "
+    return (f"{MODEL_LABELS[model]} on CIFAR-10 at the {scale} scale{ours}; our top-1 is the mean ± standard "
+            "deviation (number of runs) over fine-tuning runs, the stages before it over calibration seeds; the "
+            "paper's budget row "
             f"removes {flops}% of FLOPs, {params}% of parameters")
 
 
-_NUMBER_TEXT = re.compile(r"^[+\-−]?\d[\d,.]*(e[+\-]?\d+)?( ± \d[\d.]*)?%?$")
+_NUMBER_TEXT = re.compile(r"^[+\-−]?\d[\d,.]*(e[+\-]?\d+)?( ± \d[\d.]*)?( \(\d+\))?%?$")
 _NO_NUMBER = {"", "—", NOT_RUN, NEEDS_GPU}
 
 
@@ -177,65 +203,66 @@ def style_table(frame: pd.DataFrame, caption: str | None = None):
     return styler.set_caption(caption) if caption else styler
 
 
-def _top1(rows: pd.DataFrame, model: str, method: str, stage: str) -> tuple[float, float] | None:
-    """(top-1 at ``stage``, its spread over calibration seeds, or over fine-tuning runs after fine-tuning: 0 at a
-    stage measured once), or None if not run."""
+def _values(rows: pd.DataFrame, model: str, method: str, stage: str) -> list[float] | None:
+    """The top-1 values of ``method``'s uniform-width row at ``stage``: one per fine-tuning run after fine-tuning,
+    one per calibration seed right after pruning or after recalibration, the one unpruned value; None if not
+    run (or not fine-tuned yet)."""
     match = rows[(rows["model"] == model) & (rows["method"] == method) & (rows["widths"] == "uniform") & rows["done"]]
     if match.empty:
         return None
-    spread = f"{stage}_std"
-    return float(match[stage].iloc[0]), float(match[spread].iloc[0]) if spread in match else 0.0
+    row = match.iloc[0]
+    values = [row["unpruned"]] if stage == "unpruned" else list(row[f"{stage}_values"])
+    return values or None
 
 
-def _at_least(a: tuple[float, float], b: tuple[float, float]) -> str:
-    """'holds', 'does not hold', or 'within the spread' when the gap is no larger than the larger spread."""
-    if a[0] != b[0] and abs(a[0] - b[0]) <= max(a[1], b[1]):
-        return "within the spread over seeds"
-    return "holds" if a[0] >= b[0] else "does not hold"
+def _claim(network: str, claim: str, comparison: Comparison | None, detail: str = "") -> tuple:
+    if comparison is None:
+        return network, claim, NOT_RUN, "", ""
+    return (network, claim, comparison.verdict + (f" ({detail})" if detail else ""), comparison.interval_text(),
+            comparison.runs_text())
 
 
 def claims(rows: pd.DataFrame, models: list[str], stage: str = "finetuned") -> pd.DataFrame:
-    """The paper's claims (Table 1's, and Table 8's on CIFAR-100) checked on our cells at one stage.
+    """The paper's claims (Table 1's, and Table 8's on CIFAR-100) judged on our runs at one stage.
 
-    Claims: sTLP-IB ≥ sGLP-IB; each IB method above the unpruned baseline (Δ ≥ 0); sTLP-IB above every baseline
-    criterion the table declares for the network (of APIB, plain lasso, L1-norm, FPGM, HRank, random; uniform
-    widths). At a stage measured for every calibration seed (right after pruning, after recalibration) a
-    comparison whose gap is no larger than the larger of the two spreads over seeds is neither: it is "within the
-    spread over seeds". After fine-tuning the spread is that over a cell's fine-tuning runs where it has several
-    (ResNet-56), and none where it was fine-tuned once: such a comparison is of single runs.
+    Claims: sTLP-IB ≥ sGLP-IB; each IB method keeps the unpruned top-1 (Δ ≥ 0, after fine-tuning); sTLP-IB above
+    every baseline criterion the table declares for the network (of APIB, plain lasso, L1-norm, FPGM, HRank,
+    random; uniform widths). Each is judged by Welch's t-test on the runs (``verdicts.compare``): after
+    fine-tuning the runs are the fine-tuning runs, before it the calibration seeds. It holds or fails only where
+    the one-sided test says so at 5% with two or more runs a side; otherwise it is inconclusive. "Above every
+    other criterion" holds where it holds against each, fails where it fails against one, and its difference is
+    against the criterion with the best mean.
 
     Returns:
-        ``network, claim, verdict`` with verdict ``holds (…)``, ``does not hold (…)``, ``within the spread over
-        seeds (…)`` or ``not run yet``.
+        ``network, claim, verdict, difference [95% interval]`` (the difference of means in points and its
+        two-sided Welch interval, as ``+0.12 [-0.30, +0.54]``), ``runs`` (``3 vs 3``; ``3`` against the unpruned
+        value); verdict ``holds``, ``fails``, ``inconclusive`` (with the best other criterion where it applies) or
+        ``not run yet``.
     """
     out = []
     baselines = ("apib", "lasso", "l1", "fpgm", "hrank", "random")
     for model in models:
-        stlp, sglp = _top1(rows, model, "stlp", stage), _top1(rows, model, "sglp", stage)
-        if stlp is None or sglp is None:
-            verdict = NOT_RUN
-        else:
-            verdict = f"{_at_least(stlp, sglp)} ({stlp[0]:.2f} vs {sglp[0]:.2f})"
-        out.append((model, "sTLP-IB ≥ sGLP-IB", verdict))
+        stlp, sglp = _values(rows, model, "stlp", stage), _values(rows, model, "sglp", stage)
+        out.append(_claim(model, "sTLP-IB ≥ sGLP-IB", compare(stlp, sglp) if stlp and sglp else None))
         if stage == "finetuned":
             for method in ("sglp", "stlp"):
-                top1 = _top1(rows, model, method, stage)
-                verdict = NOT_RUN
-                if top1 is not None:
-                    delta = top1[0] - _top1(rows, model, method, "unpruned")[0]
-                    verdict = f"{'holds' if delta >= 0 else 'does not hold'} (Δ {delta:+.2f})"
-                out.append((model, f"{METHOD_LABELS[method]} keeps the unpruned top-1 (Δ ≥ 0)", verdict))
+                top1 = _values(rows, model, method, stage)
+                unpruned = _values(rows, model, method, "unpruned")
+                out.append(_claim(model, f"{METHOD_LABELS[method]} keeps the unpruned top-1 (Δ ≥ 0)",
+                                  compare_to(top1, unpruned[0]) if top1 else None))
         uniform = rows[(rows["model"] == model) & (rows["widths"] == "uniform")]
         declared = [m for m in baselines if (uniform["method"] == m).any()]
-        ran = {m: top1 for m in declared if (top1 := _top1(rows, model, m, stage)) is not None}
+        ran = {m: values for m in declared if (values := _values(rows, model, m, stage)) is not None}
         if stlp is None or not ran:
-            verdict = NOT_RUN
-        else:
-            best = max(ran, key=lambda m: ran[m][0])
-            verdict = (f"{_at_least(stlp, ran[best])} (sTLP-IB {stlp[0]:.2f}, best other "
-                       f"{METHOD_LABELS[best]} {ran[best][0]:.2f}; {len(ran)} of {len(declared)} run)")
-        out.append((model, "sTLP-IB above every other criterion", verdict))
-    return pd.DataFrame(out, columns=["network", "claim", "verdict"])
+            out.append(_claim(model, "sTLP-IB above every other criterion", None))
+            continue
+        against = {m: compare(stlp, values) for m, values in ran.items()}
+        best = max(ran, key=lambda m: sum(ran[m]) / len(ran[m]))
+        verdicts = {c.verdict for c in against.values()}
+        verdict = FAILS if FAILS in verdicts else HOLDS if verdicts == {HOLDS} else INCONCLUSIVE
+        out.append(_claim(model, "sTLP-IB above every other criterion", replace(against[best], verdict=verdict),
+                          f"best other {METHOD_LABELS[best]}; {len(ran)} of {len(declared)} run"))
+    return pd.DataFrame(out, columns=["network", "claim", "verdict", "difference [95% interval]", "runs"])
 
 
 ABLATION_BASE = {"batch_size": 128, "kernel": "laplacian", "skip_first": 4, "use_gram": True, "direction": "rows",
