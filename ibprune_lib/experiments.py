@@ -70,7 +70,7 @@ LAYER_KEYS = ("name", "channels", "kept", "kept_indices", "lam", "n_solves", "n_
 the solves it took, the size of the structure (sGLP-IB's graph edges, sTLP-IB's tree groups) and the selection
 seconds, so a slow cell says which layer was slow and why."""
 
-SELECTION_OPTIONS = ("threshold", "knn", "gamma_graph", "linkage", "score", "normalise", "solver")
+SELECTION_OPTIONS = ("threshold", "knn", "gamma_graph", "linkage", "score", "normalise", "solver", "tree_prox")
 """Settings of ``ibprune_lib.selection.select`` a cell may change one by one (``Cell.options``): the settings
 study varies them."""
 

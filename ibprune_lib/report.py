@@ -434,6 +434,7 @@ def plot_sweep(ax, rows: pd.DataFrame, x_of, paper: dict[str, dict] | None = Non
 _OPTION_TEXT = {
     "threshold": "graph τ = {}", "knn": "k-NN graph, k = {}", "gamma_graph": "γ/λ = {}", "linkage": "{} linkage",
     "score": "ranked by {} alone", "normalise": "unit-norm columns: {}", "solver": "solver {}",
+    "tree_prox": "{} tree groups",
 }
 _ON_OFF = {False: "off", True: "on"}
 

@@ -33,6 +33,8 @@ from .runtime import one_thread_on
 from .structure import LINKAGE_METHODS, graph_from_correlation, knn_graph_from_correlation, tree_from_correlation
 
 METHODS = ("sglp", "stlp", "apib", "lasso")
+TREE_PROX = ("exact", "smoothed")
+"""Where sTLP-IB's internal tree groups go: the exact prox, or the structured part SPG smooths."""
 
 PRESETS = {
     "paper": {},
@@ -114,6 +116,7 @@ def select(
     solver: str = "auto",
     progress: bool = False,
     score: str = "nnz_then_norm",
+    tree_prox: str = "exact",
 ) -> Selection:
     """Choose k channels of a layer by structured lasso with adaptive λ.
 
@@ -137,6 +140,8 @@ def select(
         max_solves, tol, max_iter, solver: passed to ``lasso.lambda_for_k``.
         progress: show a tqdm bar over the λ search.
         score: how the kept candidates are ranked when more than k are non-zero (``lasso.adaptive.SCORES``).
+        tree_prox: sTLP-IB's internal tree groups in the exact prox (``"exact"``, the default) or in the structured
+            part that SPG smooths (``"smoothed"``, the formulation's §3; ``lasso.TreeLasso(exact_prox=False)``).
 
     Returns:
         The Selection; ``diagnostics`` has ``lam``, ``n_solves``, ``n_iter``, ``trace``, ``seconds``,
@@ -155,6 +160,8 @@ def select(
         raise ValueError(f"unknown linkage {linkage!r}: choose one of {', '.join(LINKAGE_METHODS)}")
     if score not in SCORES:
         raise ValueError(f"unknown score {score!r}: choose one of {', '.join(SCORES)}")
+    if tree_prox not in TREE_PROX:
+        raise ValueError(f"unknown tree_prox {tree_prox!r}: choose one of {', '.join(TREE_PROX)}")
     check_features(layer_inputs, "layer_inputs")
     check_features(layer_outputs, "layer_outputs")
     n_candidates = layer_inputs.shape[1] if direction == "rows" else layer_outputs.shape[1]
@@ -191,7 +198,7 @@ def select(
             diagnostics["n_groups"] = tree.n_groups
 
             def make_penalty(lam):
-                return TreeLasso(lam, tree)
+                return TreeLasso(lam, tree, exact_prox=tree_prox == "exact")
 
         else:
             nonnegative = apib_nonnegative and method == "apib"

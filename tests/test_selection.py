@@ -80,6 +80,7 @@ def test_a_consumer_with_flat_outputs_and_a_strided_one():
         ({"kernel": "cosine"}, "unknown kernel"),
         ({"linkage": "ward"}, "unknown linkage"),
         ({"threshold": 1.5, "method": "sglp"}, "threshold"),
+        ({"tree_prox": "approximate"}, "unknown tree_prox 'approximate': choose one of exact, smoothed"),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, message):
@@ -107,6 +108,19 @@ def test_the_study_options_reach_the_selection():
     assert candidate_scores(W, score="nnz_then_norm").argmax() == 0 and candidate_scores(W, score="norm").argmax() == 1
     with pytest.raises(ValueError, match="unknown score 'rank': choose one of nnz_then_norm, norm"):
         select(x, y, 4, method="lasso", score="rank")
+
+
+def test_the_smoothed_tree_penalty_reaches_the_solver_and_changes_the_problem(monkeypatch):
+    import ibprune_lib.selection as selection_module
+
+    made = []
+    tree_lasso = selection_module.TreeLasso
+    monkeypatch.setattr(selection_module, "TreeLasso", lambda *a, **kw: made.append(kw) or tree_lasso(*a, **kw))
+    x, y = _layer(seed=5, bs=32, c_in=24, c_out=16)
+    exact = select(x, y, 8, method="stlp", solver="spg")
+    smoothed = select(x, y, 8, method="stlp", solver="spg", tree_prox="smoothed")
+    assert {kw["exact_prox"] for kw in made} == {True, False}
+    assert exact.diagnostics["trace"] != smoothed.diagnostics["trace"]  # another problem, another λ path
 
 
 @pytest.mark.parametrize(("method", "bs", "channels", "k"), [
