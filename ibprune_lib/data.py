@@ -197,7 +197,8 @@ def _decode_jpeg_archive(archive: Path) -> dict[str, np.ndarray]:
     images: dict[str, list[tuple[str, str, np.ndarray]]] = {"train": [], "test": []}
     with tarfile.open(archive, "r:gz") as tar:
         members = [m for m in tar.getmembers() if m.isfile() and m.name.lower().endswith(".jpg")]
-        for member in tqdm(members, desc=f"decoding {archive.name}", unit="image", leave=False):
+        # a bar on a terminal only: in a notebook (the book's strict build) stderr output fails the page
+        for member in tqdm(members, desc=f"decoding {archive.name}", unit="image", leave=False, disable=None):
             parts = Path(member.name).parts
             if len(parts) < 3 or parts[-3] not in images:
                 continue

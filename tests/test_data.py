@@ -103,9 +103,10 @@ def tiny_cifar100_sizes(monkeypatch):
     monkeypatch.setitem(data_module._CIFAR_SIZES, "cifar100", (6, 6))
 
 
-def test_cifar100_jpeg_archive_decodes_in_label_name_order_and_is_cached(tmp_path, tiny_cifar100_sizes):
+def test_cifar100_jpeg_archive_decodes_in_label_name_order_and_is_cached(tmp_path, tiny_cifar100_sizes, capfd):
     colours = _jpeg_archive(tmp_path / "cifar100-jpg.tar.gz")
     data = load_cifar("cifar100", tmp_path)
+    assert capfd.readouterr().err == ""  # no progress bar where stderr is no terminal (a notebook's fails the book)
     assert data.lossy and data.label == "CIFAR-100 (JPEG copy)" and data.x_train.shape == (6, 3, 32, 32)
     assert data.y_train.tolist() == [0, 0, 1, 1, 2, 2]  # apple, maple_tree, zebra: sorted names
     pixel = data.x_test[3, :, 16, 16].tolist()  # maple_tree, second image
