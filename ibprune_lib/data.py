@@ -21,7 +21,7 @@ import stat
 import tarfile
 import urllib.error
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -344,6 +344,42 @@ def augment(images: torch.Tensor, generator: torch.Generator | None = None, padd
     cropped = padded[batch, channel, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
     flip = (torch.rand(n, generator=generator) < 0.5).to(images.device)
     return torch.where(flip.view(n, 1, 1, 1), cropped.flip(3), cropped)
+
+
+VALIDATION_SEED = 0
+"""The seed of the held-out validation split (:func:`hold_out_validation`): one split for every cell."""
+
+
+def hold_out_validation(data: ImageData, n: int, seed: int = VALIDATION_SEED) -> tuple[ImageData, torch.Tensor, torch.Tensor]:
+    """Split ``n`` training images off as a validation set, class-balanced and seeded.
+
+    Whatever is chosen on the validation images (a setting, a variant) is then reported on the test set, which
+    chose nothing; the calibration, the BatchNorm recalibration and the fine-tuning draw from the rest.
+
+    Args:
+        data: the dataset.
+        n: validation images, a multiple of the number of classes (``n / classes`` from each class).
+        seed: the split's seed.
+
+    Returns:
+        ``(data without them, x_validation (n, 3, h, w) uint8, y_validation (n,))``, each part in its original order.
+
+    Raises:
+        ValueError: ``n`` not a positive multiple of the classes, or more than half a class.
+    """
+    classes = torch.unique(data.y_train)
+    per_class, remainder = divmod(n, len(classes)) if n > 0 else (0, 1)
+    smallest = min(int((data.y_train == c).sum()) for c in classes)
+    if remainder or not 1 <= per_class <= smallest // 2:
+        raise ValueError(f"validation must be a positive multiple of the {len(classes)} classes, at most "
+                         f"{len(classes) * (smallest // 2)} (half the smallest class), got {n}")
+    generator = torch.Generator().manual_seed(seed)
+    held = torch.zeros(len(data.y_train), dtype=torch.bool)
+    for c in classes:
+        members = torch.nonzero(data.y_train == c).flatten()
+        held[members[torch.randperm(len(members), generator=generator)[:per_class]]] = True
+    rest = replace(data, x_train=data.x_train[~held], y_train=data.y_train[~held])
+    return rest, data.x_train[held], data.y_train[held]
 
 
 def calibration_batch(

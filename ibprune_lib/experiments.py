@@ -39,7 +39,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .counting import count
-from .data import NUM_CLASSES, ImageData, calibration_batch, load_cifar
+from .data import NUM_CLASSES, ImageData, calibration_batch, hold_out_validation, load_cifar
 from .download import PRETRAINED, pretrained_weights
 from .models import check_outputs, get_model, input_size, load_model, save_model, weights_dir
 from .provenance import REPO_ROOT, cpu_model, git_commit, provenance, save_json
@@ -53,7 +53,7 @@ from .train import PRECISIONS, TrainConfig, evaluate, fit, has_fast_bf16, recali
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
 SCALES = ("smoke", "cpu", "paper")
 CODE_COMMIT = git_commit()  # the code this process runs, even if HEAD moves while a long grid trains
-LATER_FIELDS = ("use_gram", "finetune_epochs", "finetune_seed", "needs", "options", "finetune_precision")
+LATER_FIELDS = ("use_gram", "finetune_epochs", "finetune_seed", "needs", "options", "finetune_precision", "validation")
 """Cell fields added after Table 1's first cells were committed: at their defaults they stay out of ``Cell.id``."""
 
 RAW_MAP_METHODS = ("sglp", "stlp", "lasso")
@@ -108,6 +108,10 @@ class Cell:
         options: (name, value) pairs of ``SELECTION_OPTIONS`` passed to the selection, over the preset's.
         finetune_precision: the fine-tuning precision instead of the scale's recipe (``train.PRECISIONS``); a
             ``"bf16"`` cell runs only where bf16 is fast (``train.has_fast_bf16``): the ablations' short protocol.
+        validation: hold this many training images out (``data.hold_out_validation``, the same split for every
+            cell) and report top-1 on them too, after recalibration and after fine-tuning: the number a table
+            that chooses a setting or a variant chooses on. Calibration, recalibration and fine-tuning then draw
+            from the other training images; the test set is still reported and chooses nothing.
     """
 
     model: str
@@ -130,6 +134,7 @@ class Cell:
     needs: str | None = None
     options: tuple[tuple[str, Any], ...] = ()
     finetune_precision: str | None = None
+    validation: int | None = None
 
     @property
     def id(self) -> str:
@@ -207,6 +212,9 @@ class Cell:
         if self.finetune_precision not in (None, *PRECISIONS):
             raise ValueError(f"cell {self.id}: finetune_precision must be None or one of {', '.join(PRECISIONS)}, "
                              f"got {self.finetune_precision!r}")
+        if self.validation is not None and (isinstance(self.validation, bool) or not isinstance(self.validation, int)
+                                            or self.validation <= 0):
+            raise ValueError(f"cell {self.id}: validation must be a positive int or None, got {self.validation!r}")
         if not self.use_gram and self.method not in RAW_MAP_METHODS:
             raise ValueError(f"cell {self.id}: use_gram=False is for {', '.join(RAW_MAP_METHODS)}, not {self.method}")
 
@@ -223,6 +231,7 @@ class Cell:
                     (self.finetune_epochs is not None, f"fine-tune {self.finetune_epochs} epochs"),
                     (self.finetune_precision is not None, f"{self.finetune_precision}"),
                     (self.finetune_seed is not None, f"fine-tuning seed {self.finetune_seed}"),
+                    (self.validation is not None, f"validation {self.validation}"),
                     *((True, f"{name}={value}") for name, value in self.options),
                     (self.needs is not None, f"needs {self.needs}")]  # fmt: skip
         return [target, f"seeds {list(self.seeds)}", f"kernel {self.selection_settings()['kernel']}",
@@ -758,6 +767,9 @@ def run_cell(
     work.mkdir(parents=True, exist_ok=True)
     stages_file = work / "stages.json"
     stages = _saved_stages(work)
+    x_validation = y_validation = None
+    if cell.validation:
+        data, x_validation, y_validation = hold_out_validation(data, cell.validation)
     n = protocol.test_images or len(data.x_test)
     x_test, y_test = data.x_test[:n], data.y_test[:n]
     model, name, size = _starting_model(cell)
@@ -790,6 +802,8 @@ def run_cell(
             "calibration_class_counts": torch.bincount(labels, minlength=data.num_classes).tolist(),
             "top1_pruned": top1_pruned,
             "top1_recalibrated": evaluate(pruned, x_test, y_test, name, progress=False),
+            **({"top1_recalibrated_validation": evaluate(pruned, x_validation, y_validation, name, progress=False)}
+               if cell.validation else {}),
             "selection_seconds": result.report["seconds"]["selection"],
             "seconds": time.perf_counter() - tic,
             "totals": result.report["totals"],
@@ -811,6 +825,8 @@ def run_cell(
         history = fit(finetuned, data, config, checkpoint=work / "finetune.pt", test_subset=protocol.monitor_images,
                       progress=progress)
         top1_finetuned = evaluate(finetuned, x_test, y_test, name, progress=False)
+        if cell.validation:
+            stages["finetuned_validation"] = evaluate(finetuned, x_validation, y_validation, name, progress=False)
         save_model(finetuned.cpu(), work / "finetuned.pt", name)
     finetune_seconds = time.perf_counter() - tic
 
@@ -839,6 +855,9 @@ def run_cell(
             "recalibrated": mean_spread([r["top1_recalibrated"] for r in records]),
             "finetuned": top1_finetuned,
             "finetuned_seed": seeds[0],
+            **({"validation_images": cell.validation,
+                "recalibrated_validation": mean_spread([r["top1_recalibrated_validation"] for r in records]),
+                "finetuned_validation": stages.get("finetuned_validation")} if cell.validation else {}),
         },
         "selection_seconds": mean_spread([r["selection_seconds"] for r in records]),
         "seeds": records,

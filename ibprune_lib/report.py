@@ -36,7 +36,8 @@ def _per_seed(results: list[dict], key: str) -> list[float]:
     seen = {}
     for result in results:
         for record in result["seeds"]:
-            seen.setdefault(record["seed"], record[key])
+            if key in record:  # a cell without a validation split has no validation top-1
+                seen.setdefault(record["seed"], record[key])
     return list(seen.values())
 
 
@@ -49,7 +50,9 @@ def cell_rows(cells: list[Cell], results: dict[str, dict | None]) -> pd.DataFram
     ``finetuned_values`` the runs themselves. ``pruned`` and ``recalibrated`` are over every calibration seed
     the runs pruned with. A cell fine-tuned with a data-order seed other than its calibration seed
     (``Cell.run_index`` None: Table 1's older second ResNet-56 runs) is no run: its top-1 is listed in
-    ``extra_runs`` and counts in no mean.
+    ``extra_runs`` and counts in no mean. Cells with a validation split (``Cell.validation``) also have
+    ``validation`` (top-1 after recalibration on the held-out training images, over calibration seeds),
+    ``validation_std``, ``validation_values`` and ``finetuned_validation`` (mean over runs); NaN elsewhere.
 
     Args:
         cells: the table's cells.
@@ -83,6 +86,14 @@ def cell_rows(cells: list[Cell], results: dict[str, dict | None]) -> pd.DataFram
             stages, counts = result["stages"], result["counts"]
             spread = mean_spread(finetuned) if finetuned else None
             pruned, recalibrated = (mean_spread(_per_seed(done, key)) for key in ("top1_pruned", "top1_recalibrated"))
+            validation = _per_seed(done, "top1_recalibrated_validation")
+            if validation:
+                spread_validation = mean_spread(validation)
+                finetuned_validation = [v for r in done if (v := r["stages"].get("finetuned_validation")) is not None]
+                row |= {"validation": spread_validation["mean"], "validation_std": spread_validation["std"],
+                        "validation_values": validation,
+                        "finetuned_validation": mean_spread(finetuned_validation)["mean"] if finetuned_validation
+                        else None}
             row |= {
                 "unpruned": stages["unpruned"],
                 "pruned": pruned["mean"], "pruned_std": pruned["std"], "pruned_values": pruned["values"],
@@ -100,7 +111,8 @@ def cell_rows(cells: list[Cell], results: dict[str, dict | None]) -> pd.DataFram
         rows.append(row)
     columns = ["unpruned", "pruned", "pruned_std", "pruned_values", "recalibrated", "recalibrated_std",
                "recalibrated_values", "finetuned", "finetuned_std", "delta", "flops_reduction", "params_reduction",
-               "seeds", "selection_seconds", "hours", "commit"]
+               "seeds", "selection_seconds", "hours", "commit", "validation", "validation_std", "validation_values",
+               "finetuned_validation"]
     frame = pd.DataFrame(rows)
     return frame.reindex(columns=[*frame.columns, *(c for c in columns if c not in frame.columns)])
 
@@ -472,16 +484,18 @@ def kept_overlap(first: dict, second: dict) -> float:
     return sum(len(a[n] & b[n]) / len(a[n] | b[n]) for n in shared) / len(shared) if shared else float("nan")
 
 
-def setting_effects(rows: pd.DataFrame) -> pd.DataFrame:
+def setting_effects(rows: pd.DataFrame, stage: str = "validation") -> pd.DataFrame:
     """Each changed setting of the settings study against the paper's, per network and method.
 
     Args:
         rows: :func:`cell_rows`' output with two more columns, ``setting`` (:func:`setting_label`) and
             ``preset``; cells of a preset other than ``paper`` are left out.
+        stage: the top-1 that decides: ``validation`` (after recalibration, on the held-out training images:
+            what a setting is chosen on) or ``recalibrated`` (the same on the test set: reported, never chosen on).
 
     Returns:
         One row per cell with a changed setting, columns ``setting, model, method, delta, spread, effect``:
-        ``delta`` the change in mean top-1 after recalibration (points), ``spread`` the larger standard deviation
+        ``delta`` the change in mean top-1 at ``stage`` (points), ``spread`` the larger standard deviation
         over calibration seeds of the two cells, ``effect`` "better" or "worse" when ``|delta| > spread``, else
         "within spread" — or NOT_RUN when either cell has not run.
     """
@@ -494,8 +508,8 @@ def setting_effects(rows: pd.DataFrame) -> pd.DataFrame:
         if not row["done"] or reference is None or not reference["done"]:
             out.append([row["setting"], row["model"], row["method"], float("nan"), float("nan"), NOT_RUN])
             continue
-        delta = row["recalibrated"] - reference["recalibrated"]
-        spread = max(row["recalibrated_std"], reference["recalibrated_std"])
+        delta = row[stage] - reference[stage]
+        spread = max(row[f"{stage}_std"], reference[f"{stage}_std"])
         effect = "within spread" if abs(delta) <= spread else "better" if delta > 0 else "worse"
         out.append([row["setting"], row["model"], row["method"], delta, spread, effect])
     return pd.DataFrame(out, columns=["setting", "model", "method", "delta", "spread", "effect"])

@@ -3,7 +3,15 @@ import pytest
 import torch
 
 from ibprune_lib import data as data_module
-from ibprune_lib.data import DatasetNotFoundError, augment, calibration_batch, load_cifar, normalise
+from ibprune_lib.data import (
+    DatasetNotFoundError,
+    ImageData,
+    augment,
+    calibration_batch,
+    hold_out_validation,
+    load_cifar,
+    normalise,
+)
 
 
 def test_cifar10_is_the_real_dataset(cifar10):
@@ -161,3 +169,22 @@ def test_an_imagenet_layout_folder_loads_through_imagenet_folder(tmp_path):
     assert image.shape == (3, 224, 224) and label == 1 and train[0][0].shape == (3, 64, 64)
     with pytest.raises(DatasetNotFoundError, match="train/ and val/"):
         imagenet_folder(tmp_path / "nothing")
+
+
+def test_a_validation_split_is_class_balanced_disjoint_and_the_same_every_time():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(10).repeat_interleave(40)
+    images = torch.randint(0, 256, (400, 3, 4, 4), dtype=torch.uint8, generator=g)
+    images[:, 0, 0, 0] = torch.arange(400) % 256  # with [0, 0, 1]: an image's index, to tell them apart
+    images[:, 0, 0, 1] = torch.arange(400) // 256
+    data = ImageData("cifar10", images, labels, images[:5], labels[:5], "test")
+    rest, x_val, y_val = hold_out_validation(data, 100)
+    assert torch.bincount(y_val).tolist() == [10] * 10 and len(rest.x_train) == 300
+    index = lambda x: (x[:, 0, 0, 0].long() + 256 * x[:, 0, 0, 1].long()).tolist()  # noqa: E731
+    assert not set(index(x_val)) & set(index(rest.x_train)) and len(set(index(x_val))) == 100
+    assert torch.equal(rest.y_train, labels[sorted(index(rest.x_train))])  # labels travel with their images
+    again = hold_out_validation(data, 100)[1]
+    assert torch.equal(again, x_val) and not torch.equal(hold_out_validation(data, 100, seed=1)[1], x_val)
+    for n in (0, 105, 210):
+        with pytest.raises(ValueError, match="validation must be a positive multiple of the 10 classes, at most 200"):
+            hold_out_validation(data, n)

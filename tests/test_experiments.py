@@ -192,12 +192,20 @@ def test_the_ablations_smoke_cell_regresses_raw_maps_and_fine_tunes_for_its_own_
 def test_the_study_smoke_cell_passes_its_option_and_stops_after_recalibration(tmp_path, shared_weights, monkeypatch):
     import ibprune_lib.selection
 
-    calls = []
+    calls, pools = [], []
     knn_graph = ibprune_lib.selection.knn_graph_from_correlation
     monkeypatch.setattr(ibprune_lib.selection, "knn_graph_from_correlation",
                         lambda R, k: calls.append(k) or knn_graph(R, k))
+    calibration_batch, recalibrate = experiments.calibration_batch, experiments.recalibrate_batchnorm
+    monkeypatch.setattr(experiments, "calibration_batch",
+                        lambda images, *a, **kw: pools.append(len(images)) or calibration_batch(images, *a, **kw))
+    monkeypatch.setattr(experiments, "recalibrate_batchnorm",
+                        lambda model, images, *a, **kw: pools.append(len(images)) or recalibrate(model, images, *a, **kw))
     grid = Grid("study", "smoke", results=tmp_path / "results", work=tmp_path / "runs")
     (outcome,) = grid.run(grid.cells, torch.device("cpu"), progress=False)
+    assert grid.cells[0].validation == 5000 and pools == [45000, 45000]  # neither draws from the validation split
+    validation = grid.read(grid.cells[0])["stages"]
+    assert validation["validation_images"] == 5000 and 0 < validation["recalibrated_validation"]["mean"] <= 100
     assert outcome[1] == "done" and calls and set(calls) == {4}
     result = grid.read(grid.cells[0])
     assert result["stages"]["finetuned"] is None
