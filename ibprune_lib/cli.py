@@ -296,6 +296,9 @@ def _print_report(report: dict, name: str, args, test_images: int) -> None:
         lam = "-" if layer["lam"] is None else f"{layer['lam']:.3g}"
         solves = "-" if layer["n_solves"] is None else str(layer["n_solves"])
         print(f"{layer['name']:<24} {layer['kept']:>5}/{layer['channels']:<5} {lam:>10} {solves:>6} {layer['seconds']:>8.2f}")
+    for layer in report["layers"]:
+        if layer.get("completed_by"):
+            print(f"  {layer['name']}: completed, {layer['completed_by']}")
     if report["kept_whole"]:
         print(f"kept whole ({len(report['kept_whole'])} convs):")
         by_reason = {}  # the convs of one residual group, or the skipped ones, share one line

@@ -65,10 +65,12 @@ UNTRAINED = "untrained"
 NOT_RUN_HERE = "not run here"
 """The state of a cell that needs a device this runner does not have (``Cell.needs``)."""
 
-LAYER_KEYS = ("name", "channels", "kept", "kept_indices", "lam", "n_solves", "n_edges", "n_groups", "seconds")
+LAYER_KEYS = ("name", "channels", "kept", "kept_indices", "lam", "n_solves", "n_edges", "n_groups", "seconds",
+              "completed")
 """What a cell's result keeps of each pruned layer's record (``prune``'s report): the channels kept, the λ found and
-the solves it took, the size of the structure (sGLP-IB's graph edges, sTLP-IB's tree groups) and the selection
-seconds, so a slow cell says which layer was slow and why."""
+the solves it took, the size of the structure (sGLP-IB's graph edges, sTLP-IB's tree groups), the selection
+seconds, so a slow cell says which layer was slow and why, and how many channels the completion rule chose where
+no λ reached k (``lasso.adaptive``)."""
 
 SELECTION_OPTIONS = ("threshold", "knn", "gamma_graph", "linkage", "score", "normalise", "solver", "tree_prox")
 """Settings of ``ibprune_lib.selection.select`` a cell may change one by one (``Cell.options``): the settings

@@ -127,7 +127,7 @@ def runs_frame(rows: pd.DataFrame, model: str, stage: str = "finetuned") -> pd.D
 
 def _mean_spread(mean: float, std: float, n: int) -> str:
     """``"91.20 ± 0.14 (3)"``: mean ± sample standard deviation (how many); a single value alone, ``"91.20 (1)"``."""
-    return f"{mean:.2f} ({n})" if n < 2 else f"{mean:.2f} ± {std:.2f} ({n})"
+    return f"{mean:.2f} ({int(n)})" if n < 2 else f"{mean:.2f} ± {std:.2f} ({int(n)})"
 
 
 def network_table(rows: pd.DataFrame, model: str,

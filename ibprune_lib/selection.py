@@ -146,11 +146,13 @@ def select(
 
     Returns:
         The Selection; ``diagnostics`` has ``lam``, ``n_solves``, ``n_iter``, ``trace``, ``seconds``,
-        ``seconds_problem``, ``seconds_search``, ``n_candidates``, and ``n_edges`` (sglp) or ``n_groups`` (stlp).
+        ``seconds_problem``, ``seconds_search``, ``n_candidates``, ``completed`` (candidates chosen by the
+        completion rule because no λ made k non-zero, ``lasso.adaptive``; 0 normally) with ``stopped`` (why), and
+        ``n_edges`` (sglp) or ``n_groups`` (stlp).
 
     Raises:
         ValueError: an unknown method, direction or linkage; k out of range; malformed features; APIB with
-            ``direction="columns"`` or ``use_gram=False``; a k the λ search cannot reach.
+            ``direction="columns"`` or ``use_gram=False``.
     """
     start = time.perf_counter()
     if method not in METHODS:
@@ -219,5 +221,7 @@ def select(
             seconds=now - start,
             seconds_problem=seconds_problem,
             seconds_search=now - search_start,
+            completed=result.completed,
+            stopped=result.stopped,
         )
         return Selection(kept=result.kept, scores=result.scores, diagnostics=diagnostics)

@@ -352,12 +352,25 @@ def test_adaptive_lambda_selects_columns():
     assert count_nonzero(result.W, "columns") >= 3
 
 
-def test_unreachable_k_and_out_of_range_k_are_clear_errors():
+@pytest.mark.parametrize("penalty", ["l1", "graph"])
+def test_a_k_no_lambda_reaches_is_completed_by_the_correlation_with_the_responses(penalty):
     X, Y = regression(9)
-    X[:, 8:] = 0  # half of the candidates can never be non-zero
+    X[:, 8:] *= 1e-9 * torch.arange(1, 9, dtype=X.dtype)  # rank-deficient in effect: these rows never enter
     problem = (X.T @ X, X.T @ Y, float(Y.square().sum()))
-    with pytest.raises(ValueError, match="unreachable"):
-        lambda_for_k(problem, lambda lam: L1(lam), 10)
+    graph = Graph(torch.tensor([[0, 1], [2, 3]]), torch.ones(2, dtype=torch.float64), 12)
+    make = (lambda lam: L1(lam)) if penalty == "l1" else (lambda lam: GraphLasso(lam, lam, graph))
+    result = lambda_for_k(problem, make, 11)
+    entered = count_nonzero(result.W)
+    assert entered < 11 and result.completed == 11 - entered and "become non-zero" in result.stopped
+    rest = sorted(range(8, 16), key=lambda i: -float((X.T @ Y)[i].norm()))
+    assert result.kept.tolist() == sorted([*range(entered), *rest[: 11 - entered]])  # the largest ‖B_i‖ next
+    assert sorted(rest[: 11 - entered]) != list(range(8, 19 - entered))  # not merely the lowest indices
+    assert lambda_for_k(problem, make, 4).completed == 0  # reachable: no completion
+
+
+def test_out_of_range_k_is_a_clear_error():
+    X, Y = regression(9)
+    problem = (X.T @ X, X.T @ Y, float(Y.square().sum()))
     with pytest.raises(ValueError, match="k must be"):
         lambda_for_k(problem, lambda lam: L1(lam), 0)
     with pytest.raises(ValueError, match="k must be"):

@@ -194,3 +194,17 @@ def test_cli_prune_refuses_a_recalibration_of_no_batches(shared_weights, tmp_pat
                  "--target-flops", "0.5", "--recalibrate-bn", "0", "--out", str(tmp_path / "p.pt"))
     assert result.returncode == 2 and result.stderr.startswith("error: --recalibrate-bn must be >= 1 batch")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_layer_with_dead_channels_is_completed_and_the_report_says_how():
+    torch.manual_seed(0)
+    model = get_model("resnet20").eval()
+    with torch.no_grad():
+        model.layer1[0].conv1.weight[:12] = 0  # 12 of its 16 outputs are zero on every image
+    images = torch.randint(0, 255, (32, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    result = prune(model, images, method="stlp", keep_counts=[14] + [16] * 8, skip_first=0, progress=False,
+                   normalization="cifar")
+    first, second = result.report["layers"][:2]
+    assert first["kept"] == 14 and first["completed"] >= 10 and set(range(12, 16)) <= set(first["kept_indices"])
+    assert first["completed_by"].startswith(f"{first['completed']} of 14 kept by their correlation")
+    assert second["completed"] == 0 and "completed_by" not in second

@@ -155,3 +155,14 @@ def test_the_selection_solves_on_one_thread_whatever_the_caller_set(monkeypatch)
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("method", ["sglp", "stlp", "apib"])
+def test_a_layer_whose_features_cannot_reach_k_is_completed_and_says_so(method):
+    x, y = _layer(seed=6, bs=32, c_in=16, c_out=12)
+    x[:, 10:] = 0  # six dead channels: no λ makes them non-zero
+    selection = select(x, y, 13, method=method)
+    d = selection.diagnostics
+    assert d["completed"] >= 3 and "become non-zero" in d["stopped"]
+    assert set(range(10)) <= set(selection.kept.tolist()) and len(selection.kept) == 13
+    assert select(x, y, 5, method=method).diagnostics["completed"] == 0

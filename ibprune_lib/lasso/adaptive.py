@@ -13,6 +13,12 @@ at the nearest λ already solved. Stops at k non-zero candidates, or up to 0.5 %
 does not resolve the count finer); if the count jumps over k, or the solve budget runs out, the nearest λ with
 ≥ k non-zero candidates is taken. Whenever more than k are non-zero, the top k by score are kept.
 
+When no λ makes k candidates non-zero (degenerate features, untrained weights, all-zero channels: the walk
+reaches max|B|·LAMBDA_MIN_RATIO, or spends its solves, short of k), the search does not fail: it keeps the m < k
+candidates non-zero at the smallest λ solved, ranked by score, and **completes** the selection with the k − m
+others of largest ‖B_i‖ (their correlation with the responses at W = 0: the order in which the plain lasso's
+path would let them in), ties to the lower index. ``AdaptiveResult.completed`` says how many were chosen so.
+
 When the caller asks for a tighter tolerance than SEARCH_TOL, the path runs on loose solves (SEARCH_TOL), which
 cost a fraction of the iterations but whose counts can be off by tens of candidates either way near k
 (measured on VGG-16 layers): they only bracket λ. The tight search starts where the loose bracket's counts,
@@ -39,7 +45,7 @@ SCORES = ("nnz_then_norm", "norm")
 ties by norm (the default), or by the norm alone."""
 
 LAMBDA_MIN_RATIO = 1e-6
-"""The search gives up (k unreachable) below max|B| · LAMBDA_MIN_RATIO."""
+"""The walk down λ stops below max|B| · LAMBDA_MIN_RATIO: no λ reaches k there, and the selection is completed."""
 
 PATH_STEP_MIN = 0.85
 PATH_STEP_MIN_FAR = 0.6
@@ -73,6 +79,9 @@ class AdaptiveResult:
         trace: (λ, number of non-zero candidates) of every solve, in order.
         n_solves: solves run.
         n_iter: solver iterations over all solves.
+        completed: how many of the k candidates were chosen by the completion rule (by ‖B_i‖) because no λ made
+            k non-zero; 0 when the search reached k.
+        stopped: why the search fell short of k (empty when it did not).
     """
 
     lam: float
@@ -82,6 +91,12 @@ class AdaptiveResult:
     trace: list[tuple[float, int]] = field(default_factory=list)
     n_solves: int = 0
     n_iter: int = 0
+    completed: int = 0
+    stopped: str = ""
+
+
+class _ShortOfK(Exception):
+    """The walk down λ cannot reach k non-zero candidates (internal: the selection is completed instead)."""
 
 
 class NoSignalError(ValueError):
@@ -120,6 +135,21 @@ def candidate_scores(W: torch.Tensor, direction: str = "rows", score: str = "nnz
     nnz = (V != 0).sum(dim=1).to(W.dtype)
     top = norms.max() if norms.numel() else norms.new_zeros(())
     return nnz + (norms / (2 * top) if top > 0 else torch.zeros_like(norms))
+
+
+def complete_scores(scores: torch.Tensor, B_candidates: torch.Tensor) -> torch.Tensor:
+    """Scores that rank every candidate: the non-zero ones by ``scores`` (all positive), then the zero ones by the
+    norm of their row of B = XᵀY (candidates as rows), mapped into (−1, −0.5] so that they follow every non-zero
+    one; the completion rule of a search that cannot reach k.
+
+    Args:
+        scores: (n,) :func:`candidate_scores` of the solution (0 for a zero candidate).
+        B_candidates: (n, q) B with candidates as rows.
+    """
+    norms = B_candidates.norm(dim=1).to(scores.dtype)
+    top = norms.max()
+    entering = -1 + (norms / (2 * top) if top > 0 else torch.zeros_like(norms))
+    return torch.where(scores > 0, scores, entering)
 
 
 def top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -195,8 +225,9 @@ def lambda_for_k(
         AdaptiveResult at the chosen λ.
 
     Raises:
-        ValueError: k out of range, an unknown direction, a bad problem, or k unreachable (fewer than k
-            candidates become non-zero even at max|B|·LAMBDA_MIN_RATIO, e.g. because of all-zero channels).
+        ValueError: k out of range, an unknown direction or a bad problem. A k that no λ reaches is no error:
+            the selection is completed (module docstring) and ``completed`` says by how many.
+        NoSignalError: B = XᵀY is zero (nothing to rank by).
     """
     G, B, yy = _gram_parts(problem)
     _check_direction(direction)
@@ -244,15 +275,10 @@ def lambda_for_k(
         """Raise if the walk down to ≥ k non-zero candidates, now at λ, cannot go on."""
         most = max(c for _, c in trace)
         if solves >= max_solves:
-            raise ValueError(
-                f"solve budget max_solves = {max_solves} spent with at most {most} of k = {k} candidate "
-                f"{direction} non-zero (λ = {lam:.3g}): raise max_solves"
-            )
+            raise _ShortOfK(f"the solve budget ({max_solves}) was spent with {most} of {k} non-zero")
         if lam < top * LAMBDA_MIN_RATIO:
-            raise ValueError(
-                f"k = {k} unreachable: at most {most} of {n_candidates} candidate {direction} become non-zero "
-                f"(down to λ = {lam:.3g}); all-zero channels can never be kept, so lower k"
-            )
+            raise _ShortOfK(f"at most {most} of {n_candidates} candidate {direction} become non-zero down to "
+                            f"λ = {lam:.3g}")
 
     def path(count_at: Callable[[float], int]) -> tuple[float, float]:
         """(lo, hi), count(lo) ≥ k > count(hi), walking down from max|B| (up by doubling if needed)."""
@@ -315,6 +341,12 @@ def lambda_for_k(
             tight = lambda lam: solve(lam, tol)  # noqa: E731
             step = max(1.5 * abs(tight(start) - k), 2) / slope
             lo, hi = bisect(tight, *expand(tight, start, step))
+    except _ShortOfK as short:
+        (lam, solve_tol), (result, _) = max(solved.items(), key=lambda item: (item[1][1], -item[0][0], -item[0][1]))
+        scores = complete_scores(candidate_scores(result.W, direction, score), _candidates(B, direction))
+        n_iter = sum(r.n_iter for r, _ in solved.values())
+        completed = k - count_nonzero(result.W, direction)
+        return AdaptiveResult(lam, top_k(scores, k), result.W, scores, trace, len(trace), n_iter, completed, str(short))
     finally:
         bar.close()
     result, _ = solved[lo, phase_tols[-1]]

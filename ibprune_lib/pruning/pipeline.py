@@ -92,13 +92,16 @@ def _layer_record(layer, k: int, selection) -> dict:
         "n_edges": diagnostics.get("n_edges"),
         "n_groups": diagnostics.get("n_groups"),
         "seconds": diagnostics.get("seconds"),
+        "completed": diagnostics.get("completed", 0),
+        **({"completed_by": f"{diagnostics['completed']} of {k} kept by their correlation with the responses (‖B_i‖): "
+                            f"{diagnostics['stopped']}"} if diagnostics.get("completed") else {}),
     }
 
 
 def _whole_record(layer: PrunableLayer) -> dict:
     return {"name": layer.name, "channels": layer.channels, "kept": layer.channels,
             "kept_indices": list(range(layer.channels)), "lam": None, "n_solves": None, "n_iter": None,
-            "n_edges": None, "n_groups": None, "seconds": 0.0}
+            "n_edges": None, "n_groups": None, "seconds": 0.0, "completed": 0}
 
 
 def _select_all(criterion: Criterion, model, images, layers, keep, progress: bool) -> tuple[list[dict], dict]:
