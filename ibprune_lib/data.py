@@ -439,8 +439,8 @@ def imagenet_folder(path: str | os.PathLike, train: bool = False, image_size: in
     split = Path(path) / ("train" if train else "val")
     if not split.is_dir():
         raise DatasetNotFoundError(
-            f"ImageNet split not found at {split}. Fix: point --imagenet at a folder with train/ and val/ "
-            "class subfolders (the standard ILSVRC2012 layout)."
+            f"ImageNet split not found at {split}. Fix: pass the folder that holds train/ and val/ with one "
+            "subfolder per class (the standard ILSVRC2012 layout)."
         )
     mean, std = IMAGENET_MEAN_STD
     steps = (

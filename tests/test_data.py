@@ -167,7 +167,7 @@ def test_an_imagenet_layout_folder_loads_through_imagenet_folder(tmp_path):
     assert len(val) == len(train) == 6 and val.classes == ["n01440764", "n01443537"]
     image, label = val[4]
     assert image.shape == (3, 224, 224) and label == 1 and train[0][0].shape == (3, 64, 64)
-    with pytest.raises(DatasetNotFoundError, match="train/ and val/"):
+    with pytest.raises(DatasetNotFoundError, match="pass the folder that holds train/ and val/"):
         imagenet_folder(tmp_path / "nothing")
 
 

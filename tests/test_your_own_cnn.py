@@ -211,3 +211,12 @@ def test_eval_and_prune_refuse_a_model_with_other_outputs_than_the_datasets_clas
                  "--method", "l1", "--target-flops", 0.6, "--batch-size", 16, "--out", folder.parent / "p.pt")
     assert result.returncode == 2 and "Fix: pass the --dataset (or --data-folder)" in result.stderr
     assert not (folder.parent / "p.pt").exists()
+
+
+def test_a_structure_torch_pruning_cannot_trace_is_refused_in_one_line():
+    images = torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError) as refused:  # ShuffleNetV2's channel shuffle: a ZeroDivisionError inside
+        prune(torchvision.models.shufflenet_v2_x0_5().eval(), images, method="l1", target_flops=0.7, progress=False)
+    message = str(refused.value)
+    assert message.startswith("Torch-Pruning cannot trace ShuffleNetV2's dependency graph") and "\n" not in message
+    assert "ZeroDivisionError" in message and refused.value.__cause__ is None

@@ -181,7 +181,12 @@ def survey_layers(
         raise ValueError(f"skip_first must be a non-negative int, got {skip_first!r}")
     probe = copy.deepcopy(model).eval()
     device = next(probe.parameters()).device
-    dg = tp.DependencyGraph().build_dependency(probe, example_inputs=torch.zeros(1, *input_size, device=device))
+    try:
+        dg = tp.DependencyGraph().build_dependency(probe, example_inputs=torch.zeros(1, *input_size, device=device))
+    except Exception as error:  # noqa: BLE001 (Torch-Pruning's own exceptions: the user gets one line, not its stack)
+        raise ValueError(f"Torch-Pruning cannot trace {type(model).__name__}'s dependency graph at input size "
+                         f"{tuple(input_size)} ({type(error).__name__}: {error}): this structure cannot be pruned "
+                         "here") from None
     probe_names = {module: name for name, module in probe.named_modules()}
     originals = dict(model.named_modules())
     order = {module: position for position, (_, module) in enumerate(probe.named_modules())}
@@ -193,7 +198,12 @@ def survey_layers(
         if conv not in dg.module2node:
             kept_whole[name] = "not reached by the forward pass"
             continue
-        touched = _touched(conv, dg) if conv.groups == 1 else []
+        try:
+            touched = _touched(conv, dg) if conv.groups == 1 else []
+        except Exception as error:  # noqa: BLE001 (e.g. ShuffleNetV2's channel shuffle: a ZeroDivisionError inside)
+            kept_whole[name] = (f"Torch-Pruning cannot trace what pruning its output channels touches "
+                                f"({type(error).__name__}: {error or 'no message'})")
+            continue
         reason = _reason_left_out(conv, touched, dg, probe_names)
         if reason is not None:
             kept_whole[name] = reason
