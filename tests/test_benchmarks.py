@@ -25,10 +25,14 @@ def common(monkeypatch, tmp_path):
 def test_a_stopped_benchmark_goes_on_only_from_a_record_of_this_machine_threads_and_settings(common, tmp_path):
     settings = {"model": "resnet50", "batch_size": 128}
     assert common.earlier_record("bench", settings) == {}, "no record yet: nothing to keep"
-    common.record("bench", {**settings, "methods": {"l1": {"selection_seconds": 0.01}}})
+    busy_later = (common.LOAD_AT_START[0] + 7.0, 7.0, 7.0)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(common.os, "getloadavg", lambda: busy_later)  # the machine got busy while it ran
+        common.record("bench", {**settings, "methods": {"l1": {"selection_seconds": 0.01}}})
     assert common.earlier_record("bench", settings)["methods"] == {"l1": {"selection_seconds": 0.01}}
-    assert json.loads((tmp_path / "bench.json").read_text())["load_average_at_start"] == [
-        round(x, 2) for x in common.LOAD_AT_START]  # how busy the machine was: a reader can tell a quiet run
+    recorded = json.loads((tmp_path / "bench.json").read_text())
+    assert recorded["load_average_at_start"] == [round(x, 2) for x in common.LOAD_AT_START] != list(busy_later)
+    assert recorded["load_average"][0] == round(busy_later[0], 2)  # and how busy it was when it ended
     assert common.earlier_record("bench", {**settings, "batch_size": 64}) is None
 
     record_file = tmp_path / "bench.json"

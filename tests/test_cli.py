@@ -30,8 +30,12 @@ def test_bad_input_is_one_clear_line(tmp_path):
 
 
 def test_every_command_has_help():
-    for command in ("train", "eval", "count"):
-        assert run(command, "--help").returncode == 0
+    top = run("--help")
+    commands = top.stdout.split("{", 1)[1].split("}", 1)[0].split(",")
+    assert top.returncode == 0 and commands == ["train", "eval", "count", "prune", "experiments"]
+    for command in commands:
+        shown = run(command, "--help")
+        assert shown.returncode == 0 and shown.stdout.startswith(f"usage: ibprune {command}")
 
 
 def prune_args(weights, out, *extra):

@@ -18,8 +18,13 @@ PARAMETERS = code('scale = os.environ.get("IBPRUNE_SCALE", "smoke")', "parameter
 CAPTIONED = {"tags": ["hide-input"], "mystnb": {"figure": {"caption": "What the figure shows."}}}
 
 
-def test_every_notebook_is_found():
-    assert len(NOTEBOOKS) >= 11
+def test_every_notebook_is_a_chapter_of_the_book_and_every_chapter_exists():
+    toc = (Path(__file__).parent.parent / "_toc.yml").read_text(encoding="utf-8")
+    chapters = [line.split("file:", 1)[1].strip() for line in toc.splitlines() if "file:" in line]
+    notebooks = [chapter for chapter in chapters if chapter.startswith("notebooks/")]
+    assert notebooks == [f"notebooks/{path.stem}" for path in NOTEBOOKS]  # all of them, in the folder's order
+    root = Path(__file__).parent.parent
+    assert all((root / f"{chapter}.ipynb").is_file() or (root / f"{chapter}.md").is_file() for chapter in chapters)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
