@@ -102,9 +102,9 @@ class Cell:
         finetune_epochs: fine-tuning epochs instead of the scale's recipe (the ablations' short protocol); 0
             stops after BatchNorm recalibration (the settings study).
         finetune_seed: the seed of the fine-tuning run (its data order, crops and flips); None: the first
-            calibration seed, as for every cell that predates it. A cell that differs from another only in this
-            and in keeping just the first calibration seed fine-tunes the same pruned network again
-            (``finetune_group``): Table 1's second ResNet-56 run.
+            calibration seed, as for every cell that predates it. A seed other than the first calibration seed
+            makes the cell no run of its configuration (``run_index``): Table 1's older second ResNet-56 runs,
+            which pruned with calibration seed 0 again and fine-tuned with data-order seed 1.
         needs: ``"cuda"`` for a cell this project's CPU cannot afford (GoogLeNet: 33 minutes an epoch); a
             runner without ``--device cuda`` leaves it "not run here".
         options: (name, value) pairs of ``SELECTION_OPTIONS`` passed to the selection, over the preset's.
@@ -154,12 +154,6 @@ class Cell:
         digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:8]
         widths = "" if self.widths == "uniform" else f"-{self.widths}"
         return f"{self.model}-{self.method}{widths}-{digest}"
-
-    @property
-    def finetune_group(self) -> str:
-        """The id shared by the cells that fine-tune the same pruned network (the first calibration seed's),
-        whatever their fine-tuning seed and further calibration seeds."""
-        return replace(self, seeds=self.seeds[:1], finetune_seed=None).id
 
     @property
     def run_group(self) -> str:
