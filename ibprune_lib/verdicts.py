@@ -3,8 +3,10 @@
 A claim "A ≥ B" is judged by Welch's t-test on the runs (``scipy.stats.ttest_ind(equal_var=False)``), one-sided at
 5%: it **holds** where the test says A's mean is above B's, **fails** where it says below, and is **inconclusive**
 otherwise, and always where a side has fewer than two runs: one run decides nothing. The difference of the
-means comes with its two-sided 95% Welch interval. A claim against a fixed value (the unpruned network's top-1)
-uses the one-sample t-test the same way.
+means comes with its two-sided 95% Welch interval. The one-sided test at 5% matches a two-sided *90%* interval, so a
+decided verdict can come with a 95% interval that still touches zero: the verdict says which way the runs point at
+the 5% level, the interval how far apart the criteria may be. A claim against a fixed value (the unpruned network's
+top-1) uses the one-sample t-test the same way.
 """
 
 from __future__ import annotations
