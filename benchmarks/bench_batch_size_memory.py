@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from common import calibration_images, load_model, record
+from common import calibration_images, load_benchmark_model, record
 
-from ibprune_lib.experiments import load_table
+from ibprune_lib.harness.grid import load_table
 from ibprune_lib.pruning import prune
 
 MIB = 2**20
@@ -54,7 +54,7 @@ def child(images_file: Path, method: str, threads: int) -> None:
     """Prune once and print one JSON line: memory before, peak, and seconds."""
     torch.set_num_threads(threads)
     cell = table1_vgg16_cell(method)
-    model, _ = load_model("vgg16", cell.weights_path())
+    model, _ = load_benchmark_model("vgg16", cell.weights_path())
     images = torch.load(images_file)
     before = resident_mib()
     tic = time.perf_counter()

@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from common import add_common_arguments, calibration_images, consumer_pairs, layer_features, load_model, record
+from common import add_common_arguments, calibration_images, layer_features, load_benchmark_model, record
 
 from ibprune_lib.selection import select
 
@@ -25,13 +25,12 @@ def main() -> None:
     add_common_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model, weights = load_model("vgg16", args.weights)
+    model, weights = load_benchmark_model("vgg16", args.weights)
     images = calibration_images("vgg16", args.batch_size)
     results = {}
     for method in args.methods:
         rows = []
-        for name, consumer, response in consumer_pairs("vgg16", model):
-            x, y = layer_features(model, images, consumer, response)
+        for name, x, y in layer_features("vgg16", model, images):
             k = x.shape[1] // 2
             row = {"layer": name, "channels": x.shape[1], "x_shape": list(x.shape), "y_shape": list(y.shape)}
             kept = {}

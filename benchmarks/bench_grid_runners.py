@@ -20,7 +20,7 @@ import torch
 
 from common import record, step_seconds
 
-from ibprune_lib.experiments import PROTOCOLS, load_table
+from ibprune_lib.harness.grid import PROTOCOLS, load_table
 from ibprune_lib.models import get_model
 from ibprune_lib.pruning import prune
 

@@ -22,9 +22,9 @@ import torch
 from common import add_common_arguments, record
 
 from ibprune_lib.counting import RUNTIMES, count, latency
-from ibprune_lib.experiments import load_table
+from ibprune_lib.harness.grid import load_table
 from ibprune_lib.models import get_model, input_size
-from ibprune_lib.provenance import REPO_ROOT
+from ibprune_lib.paths import REPO_ROOT
 from ibprune_lib.pruning import prune
 
 NETWORKS = ("vgg16", "resnet56", "resnet110", "googlenet")

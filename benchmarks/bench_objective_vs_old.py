@@ -8,7 +8,7 @@ in a subprocess) and this commit's solver each solve from a cold start at the se
 given relative to the explained part |F − ‖Y‖²/2|, the part of the objective the solvers move. Writes
 ``results/objective_vs_old_vgg16.json``.
 
-    python benchmarks/bench_objective_vs_old.py --old-commit 2b0ad7e --layers conv5 conv6 conv7 conv8 conv13
+    python benchmarks/bench_objective_vs_old.py --old-commit 2b0ad7e --layers features.14 features.17 features.40
 """
 
 from __future__ import annotations
@@ -23,11 +23,18 @@ from pathlib import Path
 
 import torch
 
-from common import RESULTS, add_common_arguments, calibration_images, consumer_pairs, layer_features, load_model, record
+from common import (
+    RESULTS,
+    add_common_arguments,
+    calibration_images,
+    layer_features,
+    load_benchmark_model,
+    record,
+)
 
 from ibprune_lib.kernels import gram_problem
 from ibprune_lib.lasso import GraphLasso, fit_gram, lambda_for_k, objective_gram
-from ibprune_lib.provenance import REPO_ROOT
+from ibprune_lib.paths import REPO_ROOT
 from ibprune_lib.structure import graph_from_correlation
 
 SEARCH = dict(tol=1e-5, max_iter=2000)  # select's defaults
@@ -66,23 +73,23 @@ def solve_in_old_commit(commit: str, problems: dict, threads: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old-commit", default="2b0ad7e", help="the commit whose solver is compared")
-    parser.add_argument("--layers", nargs="+", default=None, help="conv5 … conv13 (default: all nine)")
+    parser.add_argument("--layers", nargs="+", default=None, help="features.14 … features.40, the names of pruning.survey_layers (default: all nine)")
     add_common_arguments(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     table1 = json.loads((RESULTS / "select_table1_vgg16.json").read_text())
     weights = REPO_ROOT / table1["weights"]
     keep = [layer["kept"] for layer in table1["methods"]["sglp"]["layers"]]
-    model, _ = load_model("vgg16", weights)
+    model, _ = load_benchmark_model("vgg16", weights)
     images = calibration_images("vgg16", args.batch_size)
-    pairs = consumer_pairs("vgg16", model)
-    if len(pairs) != len(keep):
-        raise SystemExit(f"{len(pairs)} prunable layers but {len(keep)} keep counts in select_table1_vgg16.json")
+    features = layer_features("vgg16", model, images)
+    if len(features) != len(keep):
+        raise SystemExit(f"{len(features)} prunable layers but {len(keep)} keep counts in select_table1_vgg16.json")
     layers = {}
-    for (name, consumer, response), k in zip(pairs, keep):
+    for (name, x, y), k in zip(features, keep):
         if args.layers and name not in args.layers:
             continue
-        problem = gram_problem(*layer_features(model, images, consumer, response), kernel="laplacian")
+        problem = gram_problem(x, y, kernel="laplacian")
         graph = graph_from_correlation(problem.response_corr, 0.6)
         search = lambda_for_k(problem, lambda lam: GraphLasso(lam, lam, graph), k, **SEARCH)
         penalty = GraphLasso(search.lam, search.lam, graph)

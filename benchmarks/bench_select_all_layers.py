@@ -15,7 +15,7 @@ import time
 import torch
 from tqdm.auto import tqdm
 
-from common import add_common_arguments, calibration_images, consumer_pairs, layer_features, load_model, record
+from common import add_common_arguments, calibration_images, layer_features, load_benchmark_model, record
 
 from ibprune_lib.selection import select
 
@@ -30,13 +30,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for model_name in args.models:
-        model, weights = load_model(model_name, args.weights)
+        model, weights = load_benchmark_model(model_name, args.weights)
         images = calibration_images(model_name, args.batch_size)
         start = time.perf_counter()
-        layers = [
-            (name, *layer_features(model, images, consumer, response))
-            for name, consumer, response in consumer_pairs(model_name, model)
-        ]
+        layers = layer_features(model_name, model, images)
         capture_seconds = time.perf_counter() - start
         methods = {}
         for method in args.methods:

@@ -19,8 +19,8 @@ import torch
 
 from common import add_common_arguments, calibration_images, record
 
-from ibprune_lib.experiments import load_table
-from ibprune_lib.provenance import REPO_ROOT
+from ibprune_lib.harness.grid import load_table
+from ibprune_lib.paths import REPO_ROOT
 from ibprune_lib.models import get_model, load_weights
 from ibprune_lib.pruning import prune
 

@@ -20,7 +20,7 @@ import torch
 from common import add_common_arguments, record
 
 from ibprune_lib.data import calibration_batch, load_cifar
-from ibprune_lib.experiments import Cell
+from ibprune_lib.harness.grid import Cell
 from ibprune_lib.models import load_model
 from ibprune_lib.pruning import prune
 

@@ -12,9 +12,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ibprune_lib.data import calibration_batch, load_cifar, normalise
-from ibprune_lib.models import get_model, load_weights, weights_dir
-from ibprune_lib.provenance import REPO_ROOT, hardware, provenance, save_json
+from ibprune_lib.harness import book
+from ibprune_lib.models import get_model, load_weights
+from ibprune_lib.paths import REPO_ROOT, weights_dir
+from ibprune_lib.provenance import hardware, provenance, save_json
+from ibprune_lib.pruning import capture, survey_layers
 from ibprune_lib.runtime import keep_freed_memory
 
 keep_freed_memory()
@@ -26,10 +28,10 @@ on the machine, about 0 on a quiet one, 1 per busy core beside it."""
 
 
 def calibration_images(model_name: str, batch_size: int = 128, seed: int = 0) -> torch.Tensor:
-    """A seeded batch of CIFAR-10 training images, normalised for ``model_name`` (data from $IBPRUNE_DATA)."""
-    data = load_cifar("cifar10")
-    images, _ = calibration_batch(data.x_train, data.y_train, batch_size, seed)
-    return normalise(images, model_name)
+    """A seeded batch of CIFAR-10 training images in draw order, normalised for ``model_name``, drawn as the grid
+    draws (not class-balanced) through the notebooks' ``book.calibration``."""
+    images, _ = book.calibration(batch_size, seed, model_name, sort_by_class=False, class_balanced=False)
+    return images
 
 
 def default_weights(model_name: str) -> Path | None:
@@ -49,7 +51,7 @@ def default_weights(model_name: str) -> Path | None:
     return runs[-1] if runs else None
 
 
-def load_model(model_name: str, weights: str | os.PathLike | None = None) -> tuple[nn.Module, str]:
+def load_benchmark_model(model_name: str, weights: str | os.PathLike | None = None) -> tuple[nn.Module, str]:
     """The model in eval mode with ``weights`` (default: ``default_weights``) loaded; returns (model, source)."""
     model = get_model(model_name)
     weights = weights or default_weights(model_name)
@@ -78,37 +80,17 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="calibration images")
 
 
-def consumer_pairs(model_name: str, model: nn.Module) -> list[tuple[str, nn.Module, nn.Module]]:
-    """(name, consumer, module whose output is the consumer's response) of every prunable layer.
-
-    VGG-16 convs 5..13: the candidates are conv l's filters; the consumer is conv l+1 (response: its BN's
-    output) or, for conv 13, the first Linear. ResNet-56: the inner conv1 of each block; consumer conv2,
-    response bn2's output.
-    """
-    if model_name == "vgg16":
-        convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
-        bns = [m for m in model.features if isinstance(m, nn.BatchNorm2d)]
-        pairs = [(f"conv{l + 1}", convs[l + 1], bns[l + 1]) for l in range(4, 12)]
-        linear = model.classifier[0]
-        return pairs + [("conv13", linear, linear)]
-    blocks = [b for stage in (model.layer1, model.layer2, model.layer3) for b in stage]
-    return [(f"block{i + 1}.conv1", b.conv2, b.bn2) for i, b in enumerate(blocks)]
-
-
-@torch.no_grad()
-def layer_features(model: nn.Module, images: torch.Tensor, consumer: nn.Module, response: nn.Module):
-    """(consumer's input, response module's output) on ``images``, both cloned (later in-place ReLUs)."""
-    captured = {}
-    handles = [
-        consumer.register_forward_pre_hook(lambda m, args: captured.__setitem__("x", args[0].detach().clone())),
-        response.register_forward_hook(lambda m, args, out: captured.__setitem__("y", out.detach().clone())),
-    ]
-    try:
-        model(images)
-    finally:
-        for h in handles:
-            h.remove()
-    return captured["x"], captured["y"]
+def layer_features(
+    model_name: str, model: nn.Module, images: torch.Tensor
+) -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, X, Y) of every layer Table 1 prunes, through the library's own capture (``pruning.capture``, rows):
+    X (bs, c, h, w) the consumer's input at the layer's channels, Y its response. VGG-16: the convs past the first
+    four (the last one's consumer is the first Linear); ResNet-56: every block's conv1 (consumer conv2, response
+    bn2's output)."""
+    skip_first = 4 if model_name == "vgg16" else 0
+    layers = survey_layers(model, tuple(images.shape[1:]), skip_first).prunable
+    return [(layer.name, features.inputs.clone(), features.outputs.clone())
+            for layer, features in capture(model, images, layers)]
 
 
 def earlier_record(name: str, settings: dict) -> dict | None:

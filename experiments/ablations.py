@@ -13,7 +13,7 @@ kernels, batch size, Gram against raw maps, rows against columns, then the two r
     python -m ibprune_lib experiments run ablations --scale cpu
 """
 
-from ibprune_lib.experiments import Cell
+from ibprune_lib.harness.grid import Cell
 
 VGG16 = dict(weights="results/cpu/baselines/vgg16/vgg16.pt", target_params=0.15, skip_first=4)
 METHODS = ("sglp", "stlp")

@@ -17,7 +17,8 @@ import time
 import torch
 
 from ibprune_lib.data import calibration_batch, load_cifar
-from ibprune_lib.models import get_model, load_weights, weights_dir
+from ibprune_lib.models import get_model, load_weights
+from ibprune_lib.paths import weights_dir
 from ibprune_lib.provenance import provenance, save_json
 from ibprune_lib.pruning import prune
 from ibprune_lib.train import evaluate

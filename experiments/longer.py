@@ -13,7 +13,7 @@ simple criterion closes, stays or opens.
 
 from dataclasses import replace
 
-from ibprune_lib.experiments import PROTOCOLS, Cell, load_table
+from ibprune_lib.harness.grid import PROTOCOLS, Cell, load_table
 
 METHODS = ("stlp", "sglp", "l1", "random")
 RUNS = (0, 1)

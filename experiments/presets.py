@@ -13,8 +13,8 @@ recipe), so it stands beside Table 1's paper-settings row and the simple criteri
 
 from dataclasses import replace
 
-from ibprune_lib.experiments import Cell, load_table
-from ibprune_lib.selection import PRESETS
+from ibprune_lib.harness.grid import Cell, load_table
+from ibprune_lib.settings import PRESETS
 
 NETWORKS = ("resnet56", "vgg16")
 

@@ -17,7 +17,7 @@ ends, so a run stopped half-way loses at most one seed.
     python -m ibprune_lib experiments run solvers --scale cpu
 """
 
-from ibprune_lib.experiments import Cell
+from ibprune_lib.harness.grid import Cell
 
 NETWORKS = {
     "resnet56": dict(weights="weights:resnet56-4bfd9763.th", target_flops=0.5),

@@ -16,8 +16,8 @@ stand beside them at the same budget. The grid runs these cells before Table 1's
     python -m ibprune_lib experiments run study --scale cpu
 """
 
-from ibprune_lib.experiments import Cell
-from ibprune_lib.selection import PRESETS
+from ibprune_lib.harness.grid import Cell
+from ibprune_lib.settings import PRESETS
 
 NETWORKS = {
     "resnet56": dict(weights="weights:resnet56-4bfd9763.th", target_flops=0.5),

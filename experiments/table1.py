@@ -32,7 +32,7 @@ GoogLeNet to check the plumbing.
 
 from dataclasses import replace
 
-from ibprune_lib.experiments import UNTRAINED, Cell
+from ibprune_lib.harness.grid import UNTRAINED, Cell
 
 NETWORKS = {
     "resnet56": dict(weights="weights:resnet56-4bfd9763.th", target_flops=0.47),

@@ -10,7 +10,7 @@ until it exists the grid refuses the table in one line.
     python -m ibprune_lib experiments run table8 --scale cpu
 """
 
-from ibprune_lib.experiments import Cell
+from ibprune_lib.harness.grid import Cell
 
 VGG16_CIFAR100 = dict(weights="results/cpu/baselines/vgg16-cifar100/vgg16.pt", dataset="cifar100", target_flops=0.45)
 METHODS = ("l1", "random", "stlp", "apib", "sglp")

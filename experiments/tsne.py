@@ -24,9 +24,10 @@ from tqdm.auto import tqdm
 
 from ibprune_lib.data import calibration_batch, load_cifar
 from ibprune_lib.embedding import penultimate_features, separation, tsne_map
-from ibprune_lib.experiments import CODE_COMMIT, PROTOCOLS
-from ibprune_lib.models import load_model, weights_dir
-from ibprune_lib.provenance import REPO_ROOT, provenance, save_json
+from ibprune_lib.harness.grid import CODE_COMMIT, PROTOCOLS
+from ibprune_lib.models import load_model
+from ibprune_lib.paths import REPO_ROOT, weights_dir
+from ibprune_lib.provenance import provenance, save_json
 from ibprune_lib.pruning import prune
 from ibprune_lib.train import evaluate, recalibrate_batchnorm
 

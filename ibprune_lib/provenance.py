@@ -13,8 +13,7 @@ from typing import Any, Callable
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
+from .paths import REPO_ROOT
 
 RESULT_FOLDERS_EXCLUDED = (":!results", ":!benchmarks/results")
 """Pathspecs that ``git_commit`` leaves out of its dirty check."""

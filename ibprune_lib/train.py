@@ -359,20 +359,3 @@ def evaluate(
         model.train(was_training)
     accuracy = {k: 100.0 * hits[k] / len(images) for k in topk}
     return accuracy[topk[0]] if len(topk) == 1 else accuracy
-
-
-@torch.inference_mode()
-def evaluate_loader(model: nn.Module, loader, topk: tuple[int, ...] = (1, 5), progress: bool = True) -> dict[int, float]:
-    """Top-k accuracy in percent over a DataLoader of normalised float batches (ImageNet)."""
-    was_training = model.training
-    model.eval()
-    hits, seen = dict.fromkeys(topk, 0), 0
-    try:
-        for images, labels in tqdm(loader, desc="eval", disable=not progress, leave=False):
-            ranked = model(images).topk(max(topk), dim=1).indices
-            for k in topk:
-                hits[k] += (ranked[:, :k] == labels.view(-1, 1)).any(1).sum().item()
-            seen += len(labels)
-    finally:
-        model.train(was_training)
-    return {k: 100.0 * hits[k] / seen for k in topk}

@@ -19,16 +19,17 @@
 # `experiments status TABLE --scale cpu --threads N` shows what runners of N threads expect.
 #   IBPRUNE_DATA=... IBPRUNE_WEIGHTS=... [IBPRUNE_WORK=...] [RUNNERS=N] [THREADS=T] [UNTIL=...] [GRID_LOG=...] \
 #     recipes/grid_cpu.sh [TABLE ...]
-#   (default tables: table8 table1 longer presets study ablations solvers: Table 8's five cells, a few hours,
-#   finish a table before Table 1's remaining day of cells; the smoothed solver's cells come last: sGLP-IB's
-#   selection with it takes tens of minutes a seed on VGG-16. Table 1's runs 1 and 2 go ResNet-56, VGG-16, then
-#   ResNet-110; to run the 4x longer schedule before ResNet-110's runs, as issue 41 orders them, give
-#   `longer table1` once VGG-16's runs are done.)
+#   (default tables: table8 table1 longer presets study ablations solvers beyond: Table 8's five cells, a few
+#   hours, finish a table before Table 1's remaining day of cells; the smoothed solver's cells come last but for
+#   `beyond`: sGLP-IB's selection with SPG takes tens of minutes a seed on VGG-16. Table 1's runs 1 and 2 go
+#   ResNet-56, VGG-16, then ResNet-110; to run the 4x longer schedule and the `beyond` cells (no fine-tuning,
+#   minutes each) before ResNet-110's runs, as issue 41 orders them, give `beyond longer table1` once VGG-16's
+#   runs are done.)
 # A runner reads a table's declaration when it starts that table: cells declared later are seen by runners started
 # after the change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if (( $# )); then tables=("$@"); else tables=(table8 table1 longer presets study ablations solvers); fi
+if (( $# )); then tables=("$@"); else tables=(table8 table1 longer presets study ablations solvers beyond); fi
 cores=$(nproc)
 runners=${RUNNERS:-$cores}
 [[ $runners =~ ^[1-9][0-9]*$ ]] || { echo "RUNNERS=$runners: give a positive number of runners" >&2; exit 2; }

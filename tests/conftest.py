@@ -1,4 +1,8 @@
-"""Shared fixtures: the real CIFAR-10 (from $IBPRUNE_DATA) and the shared pretrained weights ($IBPRUNE_WEIGHTS)."""
+"""Shared fixtures: the real CIFAR-10 (from $IBPRUNE_DATA) and the shared pretrained weights ($IBPRUNE_WEIGHTS).
+
+A test that uses either is marked ``needs_data``, so that ``make unit-fast`` (``-m "not needs_data and not slow"``)
+runs without them.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,16 @@ import pytest
 import torch
 
 from ibprune_lib.data import load_cifar
-from ibprune_lib.models import weights_dir
+from ibprune_lib.paths import weights_dir
+
+
+DATA_FIXTURES = {"cifar10", "shared_weights"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.needs_data)
 
 
 @pytest.fixture(scope="session")

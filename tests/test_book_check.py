@@ -2,8 +2,8 @@
 
 import pytest
 
-from ibprune_lib import book
-from ibprune_lib.book import check_pages, page_problems
+from ibprune_lib.harness import book
+from ibprune_lib.harness.book.check import check_pages, page_problems
 
 CLEAN = """<main><p>Top-1 after fine-tuning.</p>
 <div class="cell_output"><figure><img src="a.png"/><figcaption>Top-1 of every cell.</figcaption></figure>
@@ -56,6 +56,7 @@ def test_figure_text_must_be_readable_at_its_rendered_size(tmp_path, width, cell
     assert readable or "tag its cell full-width (figures up to 12.8 in wide)" in problems[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("low", "high"), [(0.39, 0.79), (0.02, 2.0), (1e-4, 10.0)])
 def test_a_plain_log_axis_has_labelled_ticks_at_any_span(low, high):
     import matplotlib
@@ -63,7 +64,7 @@ def test_a_plain_log_axis_has_labelled_ticks_at_any_span(low, high):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ibprune_lib.book import plain_log_axis
+    from ibprune_lib.harness.book import plain_log_axis
 
     fig, ax = plt.subplots()
     ax.plot([1, 2], [low, high])

@@ -5,11 +5,16 @@ from pathlib import Path
 
 import pytest
 
+from ibprune_lib.cli import PYTHON_NAMES_AS_FLAGS
+from ibprune_lib.errors import OptionError
+from ibprune_lib.pruning.budget import target_range
+
 
 def run(*args):
     return subprocess.run([sys.executable, "-m", "ibprune_lib", *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_count_prints_the_papers_vgg16_counts():
     result = run("count", "--model", "vgg16")
     assert result.returncode == 0
@@ -22,6 +27,8 @@ def test_eval_prints_top1(shared_weights):
     assert result.returncode == 0 and "test top-1" in result.stdout
 
 
+@pytest.mark.needs_data
+@pytest.mark.slow
 def test_bad_input_is_one_clear_line(tmp_path):
     result = run("eval", "--model", "resnet20", "--weights", str(tmp_path / "missing.pt"))
     assert result.returncode == 2 and result.stderr.startswith("error: no weights at")
@@ -29,6 +36,7 @@ def test_bad_input_is_one_clear_line(tmp_path):
     assert result.returncode == 2 and "cifar10 not found" in result.stderr
 
 
+@pytest.mark.slow
 def test_every_command_has_help():
     top = run("--help")
     commands = top.stdout.split("{", 1)[1].split("}", 1)[0].split(",")
@@ -79,6 +87,8 @@ def test_prune_refuses_an_output_that_cannot_be_a_regular_file(shared_weights, t
         assert result.returncode == 2 and "cannot write in" in result.stderr
 
 
+@pytest.mark.needs_data
+@pytest.mark.slow
 @pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", b"PK\x03\x04truncated"])
 def test_a_corrupt_or_empty_weights_file_is_one_line(tmp_path, content):
     (tmp_path / "bad.pt").write_bytes(content)
@@ -111,3 +121,15 @@ def test_no_progress_silences_every_bar_of_prune_and_eval(shared_weights, tmp_pa
     assert pruned.returncode == 0 and evaluated.returncode == 0, pruned.stderr + evaluated.stderr
     bars = [name for name, result in (("prune", pruned), ("eval", evaluated)) if "%|" in result.stderr]
     assert bars == ([] if quiet else ["prune", "eval"])
+
+
+@pytest.mark.slow
+def test_an_option_error_names_python_parameters_in_the_library_and_flags_on_the_command_line(tmp_path):
+    with pytest.raises(OptionError, match=r"^target_flops must be a keep ratio in \(0, 1\], got 1.5$") as caught:
+        target_range(1.5, "target_flops")
+    assert caught.value.worded(PYTHON_NAMES_AS_FLAGS) == "--target-flops must be a keep ratio in (0, 1], got 1.5"
+    assert OptionError("{{literal}} {skip_first} {other}").worded({"skip_first": "--skip-first"}) == (
+        "{literal} --skip-first other")  # an option the caller does not name stays as it is
+    result = run("prune", "--model", "resnet20", "--weights", str(tmp_path / "none.pt"), "--target-flops", "1.5",
+                 "--out", str(tmp_path / "p.pt"))  # refused before the weights are looked for
+    assert result.returncode == 2 and result.stderr.startswith("error: --target-flops must be a keep ratio")

@@ -155,7 +155,7 @@ def test_a_damaged_cifar100_archive_is_a_clear_error_and_leaves_no_cache(tmp_pat
 def test_an_imagenet_layout_folder_loads_through_imagenet_folder(tmp_path):
     from PIL import Image
 
-    from ibprune_lib.data import imagenet_folder
+    from ibprune_lib.image_folders import imagenet_folder
 
     for split in ("train", "val"):
         for name in ("n01440764", "n01443537"):

@@ -33,6 +33,7 @@ def test_knn_leaves_the_point_itself_out():
         knn_accuracy(features, torch.tensor([0, 0, 1, 1]), k=4)
 
 
+@pytest.mark.slow
 def test_penultimate_features_are_the_classifiers_input_and_the_model_keeps_its_mode():
     model = get_model("resnet20").train()
     images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)

@@ -28,7 +28,8 @@ from ibprune_lib.lasso.adaptive import (
     candidate_scores,
     path_step,
 )
-from ibprune_lib.lasso.spg import PD_STALL_WINDOW, _WorkingRows
+from ibprune_lib.lasso.primal_dual import _WorkingRows
+from ibprune_lib.lasso.tracking import PD_STALL_WINDOW
 from ibprune_lib.structure import Graph, cluster_tree, pearson_graph
 
 SOLVER = next(s for s in ("CLARABEL", "ECOS", "SCS") if s in cp.installed_solvers())
@@ -76,6 +77,7 @@ def penalties(X, Y):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("name", ["l1", "graph", "tree"])
 def test_fit_reaches_the_cvxpy_optimum(seed, name):

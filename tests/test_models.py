@@ -18,6 +18,7 @@ PAPER_COUNTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PAPER_COUNTS)
 def test_counts_match_the_papers(name):
     macs, params, tolerance = PAPER_COUNTS[name]
@@ -32,6 +33,7 @@ def test_resnet110_counts():
     assert 256e6 <= counts.macs <= 257.5e6 and round(counts.params / 1e6, 2) == 1.73
 
 
+@pytest.mark.slow
 def test_the_papers_two_parameter_conventions():
     # The paper's VGG-16 row (14.98M) leaves batch norm's 2 x 4224 affine parameters out; its ResNet-110 row
     # (1.73M) keeps them in. Both counts are exact integers here.
@@ -41,6 +43,7 @@ def test_the_papers_two_parameter_conventions():
     assert (round(resnet110.params / 1e6, 2), round(resnet110.params_without_norm / 1e6, 2)) == (1.73, 1.72)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n != "resnet50"])
 def test_every_cifar_model_maps_images_to_logits(name):
     assert get_model(name, 100)(torch.zeros(2, 3, 32, 32)).shape == (2, 100)
@@ -77,6 +80,7 @@ def test_weights_for_another_model_are_refused(shared_weights):
         load_weights(get_model("resnet20"), shared_weights / "resnet56-4bfd9763.th")
 
 
+@pytest.mark.slow
 def test_saved_whole_model_reloads_without_its_builder(tmp_path):
     model = get_model("resnet20").eval()
     save_model(model, tmp_path / "m.pt", "resnet20", note="x")
@@ -91,6 +95,7 @@ def test_latency_reports_the_conditions():
     assert timing.q1_ms <= timing.median_ms <= timing.q3_ms
 
 
+@pytest.mark.slow
 def test_onnx_runtime_latency_runs_the_exported_graph_and_leaves_the_model_alone():
     model = get_model("resnet20").eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ibprune_lib.book import SHOWN_LINE_CHARS, notebook_problems
+from ibprune_lib.harness.book.check import SHOWN_LINE_CHARS, notebook_problems
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 

@@ -22,6 +22,7 @@ def vgg16():
     return model, layers, count_model(model, layers)
 
 
+@pytest.mark.slow
 def test_count_model_is_exact_at_random_keep_counts(vgg16):
     model, layers, counts = vgg16
     assert coupled_pairs(layers) == [(i, i + 1) for i in range(len(layers) - 1)]  # VGG's chained convs
@@ -32,6 +33,7 @@ def test_count_model_is_exact_at_random_keep_counts(vgg16):
     assert (round(counts(keep, "macs")), round(counts(keep, "params"))) == (real.macs, real.params)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fixture", ["resnet56", "vgg16"])
 @pytest.mark.parametrize("metric", ["macs", "params"])
 @pytest.mark.parametrize("target", [0.5, 0.7, (0.6, 0.62)])
@@ -49,6 +51,7 @@ def test_targets_are_met_within_one_percent_on_the_real_pruned_model(fixture, me
     assert all(max(1, np.floor(r * c)) <= k <= max(1, np.ceil(r * c)) for k, c in zip(keep, counts.channels))
 
 
+@pytest.mark.slow
 def test_the_shared_ratio_is_checked_on_a_real_surgery(resnet56):
     model, layers, counts = resnet56
     keep = keep_counts_for_target(counts, "macs", 0.5)
@@ -56,6 +59,7 @@ def test_the_shared_ratio_is_checked_on_a_real_surgery(resnet56):
     assert abs(count(pruned).macs / counts.full["macs"] - 0.5) <= 0.005
 
 
+@pytest.mark.slow
 def test_unreachable_and_invalid_targets_are_clear_errors(vgg16):
     _, layers, counts = vgg16
     with pytest.raises(ValueError, match="pruning these layers reaches keep ratios in \\[0.3"):
@@ -70,6 +74,7 @@ def test_unreachable_and_invalid_targets_are_clear_errors(vgg16):
     assert keep_counts_for_target(counts, "params", 1.0) == [layer.channels for layer in layers]
 
 
+@pytest.mark.slow
 def test_explicit_keep_counts_are_validated(vgg16):
     _, layers, _ = vgg16
     assert check_keep_counts([1] * len(layers), layers) == [1] * len(layers)
@@ -79,6 +84,7 @@ def test_explicit_keep_counts_are_validated(vgg16):
         check_keep_counts([0] + [1] * (len(layers) - 1), layers)
 
 
+@pytest.mark.slow
 def test_googlenets_paper_budget_is_reachable_with_the_concatenations_inputs_pruned():
     model = get_model("googlenet").eval()
     layers = prunable_layers(model)  # the first four convs whole, as the paper

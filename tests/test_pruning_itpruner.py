@@ -31,6 +31,7 @@ def vgg16():
     return model, layers, count_model(model, layers)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("metric", ["macs", "params"])
 def test_widths_satisfy_the_constraint_and_meet_the_target(metric, vgg16):
     model, layers, counts = vgg16
@@ -45,6 +46,7 @@ def test_widths_satisfy_the_constraint_and_meet_the_target(metric, vgg16):
     assert len(diagnostics["importance"]) == len(layers) and np.shape(diagnostics["similarity"]) == (len(layers),) * 2
 
 
+@pytest.mark.slow
 def test_bad_itpruner_options_are_clear_errors(vgg16):
     model, layers, counts = vgg16
     images = torch.randn(4, 3, 32, 32)

@@ -11,6 +11,7 @@ def names(layers):
     return [layer.name for layer in layers]
 
 
+@pytest.mark.slow
 def test_vgg16_every_conv_after_the_first_four_last_feeds_the_classifier():
     model = get_model("vgg16")
     layers = prunable_layers(model)
@@ -22,6 +23,7 @@ def test_vgg16_every_conv_after_the_first_four_last_feeds_the_classifier():
     assert all(layer.bn is dict(model.named_modules())[layer.bn_name] for layer in layers)
 
 
+@pytest.mark.slow
 def test_resnet56_inner_conv_of_every_block():
     model = get_model("resnet56")
     layers = prunable_layers(model, skip_first=0)
@@ -32,6 +34,7 @@ def test_resnet56_inner_conv_of_every_block():
     assert names(prunable_layers(model)) == names(layers)[4:]
 
 
+@pytest.mark.slow
 def test_googlenet_every_conv_the_concatenations_read_at_their_offsets():
     model = get_model("googlenet")
     layers = {layer.name: layer for layer in prunable_layers(model, skip_first=0)}
@@ -46,6 +49,7 @@ def test_googlenet_every_conv_the_concatenations_read_at_their_offsets():
     assert len(last) == 1 and last[0].module is model.linear and last[0].offset == 896 and last[0].bn is None
 
 
+@pytest.mark.slow
 def test_resnet50_the_stem_and_conv1_and_conv2_of_each_bottleneck():
     model = get_model("resnet50", 1000)
     layers = prunable_layers(model, input_size("resnet50"), skip_first=0)
@@ -55,6 +59,7 @@ def test_resnet50_the_stem_and_conv1_and_conv2_of_each_bottleneck():
     assert layers[2].consumer_name == "layer1.0.conv3"
 
 
+@pytest.mark.slow
 def test_nothing_prunable_and_skip_first_too_large_are_clear_errors():
     with pytest.raises(ValueError, match="no prunable layer"):
         prunable_layers(nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(2)))
@@ -64,6 +69,7 @@ def test_nothing_prunable_and_skip_first_too_large_are_clear_errors():
         prunable_layers(get_model("resnet20"), skip_first=-1)
 
 
+@pytest.mark.slow
 def test_capture_gives_what_each_consumer_sees_and_removes_its_hooks():
     model = get_model("vgg16").train()
     layers = prunable_layers(model, skip_first=10)  # features.34, .37, .40
@@ -86,6 +92,7 @@ def test_capture_gives_what_each_consumer_sees_and_removes_its_hooks():
     assert FEATURE_KINDS == ("rows", "columns", "maps")
 
 
+@pytest.mark.slow
 def test_capture_of_a_branch_output_reads_its_slice_of_the_concatenation_and_every_consumer():
     model = get_model("googlenet").eval()
     layers = {layer.name: layer for layer in prunable_layers(model, skip_first=0)}

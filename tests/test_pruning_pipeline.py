@@ -10,7 +10,8 @@ from ibprune_lib.counting import count
 from ibprune_lib.data import ImageData, calibration_batch
 from ibprune_lib.models import get_model, load_model, load_weights
 from ibprune_lib.pruning import finetune, prune
-from ibprune_lib.selection import PRESETS
+from ibprune_lib.errors import OptionError
+from ibprune_lib.settings import PRESETS
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +61,10 @@ def test_a_preset_names_settings_that_explicit_ones_override(resnet20, images):
         return result.report["settings"], [layer["kept_indices"] for layer in result.report["layers"]]
 
     tuned, kept_tuned = prune_with(preset="tuned")
-    assert (tuned["preset"], tuned["kernel"]) == ("tuned", PRESETS["tuned"]["stlp"]["kernel"])
-    assert tuned["kernel"] != "laplacian"
-    assert kept_tuned == prune_with(**PRESETS["tuned"]["stlp"])[1]
+    assert (tuned["preset"], tuned["kernel"]) == ("tuned", PRESETS["tuned"]["stlp"].kernel)
+    assert tuned["kernel"] != "laplacian" and tuned["selection_settings"] == PRESETS["tuned"]["stlp"].record()
+    assert kept_tuned == prune_with(**PRESETS["tuned"]["stlp"].changes())[1]
+    assert kept_tuned == prune_with(settings=PRESETS["tuned"]["stlp"])[1]
     paper, kept_paper = prune_with(preset="tuned", kernel="laplacian", normalise=True)
     assert paper["kernel"] == "laplacian" and kept_paper == prune_with()[1] != kept_tuned
 
@@ -196,6 +198,7 @@ def test_cli_prune_refuses_a_recalibration_of_no_batches(shared_weights, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_layer_with_dead_channels_is_completed_and_the_report_says_how():
     torch.manual_seed(0)
     model = get_model("resnet20").eval()
@@ -208,3 +211,16 @@ def test_a_layer_with_dead_channels_is_completed_and_the_report_says_how():
     assert first["kept"] == 14 and first["completed"] >= 10 and set(range(12, 16)) <= set(first["kept_indices"])
     assert first["completed_by"].startswith(f"{first['completed']} of 14 kept by their correlation")
     assert second["completed"] == 0 and "completed_by" not in second
+
+
+@pytest.mark.parametrize(("round_to", "widths"), [(8, "uniform"), (16, "uniform"), (8, "itpruner")])
+def test_round_to_keeps_multiples_of_n_channels_and_still_meets_the_budget(resnet20, images, round_to, widths):
+    result = prune(resnet20, images, method="l1", target_flops=0.6, skip_first=2, widths=widths, round_to=round_to,
+                   progress=False)
+    kept = [layer["kept"] for layer in result.report["layers"]]
+    assert all(k % round_to == 0 or k == layer["channels"] for k, layer in zip(kept, result.report["layers"]))
+    assert abs(result.report["totals"]["macs_ratio"] - 0.6) <= 0.006 and result.report["settings"]["round_to"] == round_to
+    plain = prune(resnet20, images, method="l1", target_flops=0.6, skip_first=2, widths=widths, progress=False)
+    assert [layer["kept"] for layer in plain.report["layers"]] != kept  # 1 keeps widths no multiple of 8 here
+    with pytest.raises(OptionError, match="round_to must be an int >= 1"):
+        prune(resnet20, images, method="l1", target_flops=0.6, round_to=0, progress=False)

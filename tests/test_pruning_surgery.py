@@ -52,6 +52,8 @@ def resnet56(shared_weights):
     return load_weights(get_model("resnet56"), shared_weights / "resnet56-4bfd9763.th").eval()
 
 
+@pytest.mark.needs_data
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vgg16", "resnet56", "googlenet"])
 def test_pruned_model_equals_the_original_with_removed_channels_zeroed(name, request):
     torch.manual_seed(0)

@@ -2,7 +2,7 @@
 
 import re
 
-from ibprune_lib.provenance import REPO_ROOT
+from ibprune_lib.paths import REPO_ROOT
 
 
 def test_the_readme_python_example_runs(shared_weights, capsys):

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from ibprune_lib.experiments import PROTOCOLS
-from ibprune_lib.provenance import REPO_ROOT
-from ibprune_lib.records import as_run, cell_of, cell_results
+from ibprune_lib.harness.grid import PROTOCOLS
+from ibprune_lib.harness.records import as_run, cell_of, cell_results
+from ibprune_lib.paths import REPO_ROOT
 
 COMMITTED = cell_results(REPO_ROOT / "results")
 
@@ -21,6 +21,7 @@ def test_the_committed_results_are_found():
 def test_every_committed_results_protocol_is_the_one_that_ran(path):
     result = json.loads(path.read_text())
     cell, protocol, finetune = cell_of(result), result["protocol"], result["finetune"]
+    assert cell.id == result["cell"]["id"] == path.stem  # read by today's code, filed under the same id
     assert as_run(result) == result  # migrated: rewriting it changes nothing
     assert protocol["calibration_seeds"] == [record["seed"] for record in result["seeds"]]
     assert protocol["threads"] == result["provenance"]["hardware"]["torch_threads"]

@@ -5,26 +5,20 @@ import json
 import pandas as pd
 import pytest
 
-from ibprune_lib.experiments import Cell, load_table
-from ibprune_lib.paper import TABLE8
-from ibprune_lib.provenance import REPO_ROOT
-from ibprune_lib.report import (
+from ibprune_lib.harness.grid import Cell, load_table
+from ibprune_lib.harness.paper import TABLE8
+from ibprune_lib.harness.report import (
     NEEDS_GPU,
     NOT_RUN,
     cell_rows,
     claims,
-    kept_overlap,
     network_caption,
     network_table,
-    plot_sweep,
-    qualifying_settings,
-    setting_effects,
-    setting_label,
     style_table,
-    sweep_rows,
-    sweep_summary,
-    sweep_table,
 )
+from ibprune_lib.harness.study import kept_overlap, qualifying_settings, setting_effects, setting_label
+from ibprune_lib.harness.sweeps import plot_sweep, sweep_rows, sweep_summary, sweep_table
+from ibprune_lib.paths import REPO_ROOT
 
 
 def test_tables_scroll_inside_the_column_with_text_left_numbers_right_and_no_index():
@@ -76,6 +70,7 @@ def test_a_budget_four_whole_layers_cannot_reach_joins_its_sweep_only_as_a_fallb
     assert "0.2) (skip_first=2)" in " ".join(table["FLOPs kept"])
 
 
+@pytest.mark.slow
 def test_a_sweep_holds_the_cells_that_vary_one_setting_and_quotes_the_paper_beside_them():
     cells = load_table("ablations", "cpu")
     rows = sweep_rows(cells, {}, "kernel")
@@ -127,6 +122,7 @@ def test_a_sweep_cell_that_ran_shows_every_stage_beside_the_cells_not_run_yet():
     assert (rest["top-1 (%)"] == NOT_RUN).all() and (rest["Δ (points)"] == "").all()
 
 
+@pytest.mark.slow
 def test_a_sweep_plot_marks_the_unpruned_networks_top1_only_when_every_cell_pruned_the_same_one_and_fallbacks():
     import matplotlib
 

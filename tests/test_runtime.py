@@ -29,6 +29,7 @@ def _mapped_with(setting: str) -> str:
     return subprocess.run([sys.executable, "-c", PROBE, setting], capture_output=True, text=True, check=True).stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
 def test_large_blocks_leave_mmap_once_freed_memory_is_kept():
     assert _mapped_with("off").strip() == "True"  # glibc's default: a 64 MiB block is its own mapping

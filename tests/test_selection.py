@@ -110,6 +110,7 @@ def test_the_study_options_reach_the_selection():
         select(x, y, 4, method="lasso", score="rank")
 
 
+@pytest.mark.slow
 def test_the_smoothed_tree_penalty_reaches_the_solver_and_changes_the_problem(monkeypatch):
     import ibprune_lib.selection as selection_module
 
@@ -123,6 +124,7 @@ def test_the_smoothed_tree_penalty_reaches_the_solver_and_changes_the_problem(mo
     assert exact.diagnostics["trace"] != smoothed.diagnostics["trace"]  # another problem, another λ path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("method", "bs", "channels", "k"), [
     ("sglp", 48, (96, 80), 30), ("stlp", 64, (256, 256), 100), ("apib", 48, (96, 80), 30),
 ])  # sGLP-IB and sTLP-IB kept other channels at 2 threads at these sizes before select ran on one thread
@@ -157,6 +159,7 @@ def test_the_selection_solves_on_one_thread_whatever_the_caller_set(monkeypatch)
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["sglp", "stlp", "apib"])
 def test_a_layer_whose_features_cannot_reach_k_is_completed_and_says_so(method):
     x, y = _layer(seed=6, bs=32, c_in=16, c_out=12)

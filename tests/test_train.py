@@ -68,6 +68,8 @@ def _checkpoint_epoch(path):
         return 0
 
 
+@pytest.mark.needs_data
+@pytest.mark.slow
 def test_a_killed_run_resumes_to_the_uninterrupted_state(tmp_path):
     straight = _train(tmp_path / "straight")
     killed = _train(tmp_path / "killed")
@@ -90,6 +92,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_state(tmp_path):
     assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
 
 
+@pytest.mark.needs_data
+@pytest.mark.slow
 def test_resume_refuses_another_recipe(tmp_path):
     first = _train(tmp_path / "run")
     assert first.wait() == 0

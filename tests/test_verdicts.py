@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from ibprune_lib.verdicts import compare, compare_to
+from ibprune_lib.harness.verdicts import compare, compare_to
 
 
 def test_the_interval_is_welchs_and_the_verdict_follows_the_one_sided_test():

@@ -12,7 +12,8 @@ from PIL import Image
 
 from ibprune_lib.cli import main
 from ibprune_lib.counting import count
-from ibprune_lib.data import DatasetNotFoundError, calibration_batch, load_image_folder, mean_std_for
+from ibprune_lib.data import DatasetNotFoundError, calibration_batch, mean_std_for
+from ibprune_lib.image_folders import load_image_folder
 from ibprune_lib.models import get_model, load_model, save_model
 from ibprune_lib.pruning import finetune, prune, survey_layers
 from ibprune_lib.train import evaluate
@@ -84,6 +85,7 @@ def test_normalisations_by_name_by_values_and_by_model_name():
         mean_std_for(((0.5,) * 3, (0.0,) * 3))
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_prunes_fine_tunes_and_reloads_and_says_what_it_kept_whole(folder, tmp_path):
     data = load_image_folder(folder, 32, progress=False)
     model = torchvision.models.mobilenet_v2(num_classes=3).eval()
@@ -145,6 +147,7 @@ def test_prune_says_how_to_call_it_when_given_a_name_second():
         prune(get_model("resnet20"), "resnet20", torch.zeros(2, 3, 32, 32))
 
 
+@pytest.mark.slow
 def test_the_command_line_prunes_a_torchvision_resnet18_on_an_image_folder(folder, tmp_path, run):
     torch.save(torchvision.models.resnet18(num_classes=3).state_dict(), tmp_path / "r18.pt")
     out = tmp_path / "pruned.pt"
@@ -195,6 +198,7 @@ def test_count_asks_for_the_input_size_of_a_model_it_cannot_know(run):
     assert result.returncode == 2 and "pass --input-size N" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_selection_that_fails_names_its_layer():
     images = torch.randint(0, 255, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match=r"^sglp on layer layer1\.2\.conv1 \(3 of 16 kept\): max_solves must be"):
@@ -213,6 +217,7 @@ def test_eval_and_prune_refuse_a_model_with_other_outputs_than_the_datasets_clas
     assert not (folder.parent / "p.pt").exists()
 
 
+@pytest.mark.slow
 def test_a_structure_torch_pruning_cannot_trace_is_refused_in_one_line():
     images = torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError) as refused:  # ShuffleNetV2's channel shuffle: a ZeroDivisionError inside

@@ -241,82 +241,133 @@ def lambda_for_k(
     top = float(B.abs().max())
     if top == 0:
         raise NoSignalError("B = XᵀY is zero: no candidate explains the response (all-zero features?)")
-    g_norm = float(torch.linalg.eigvalsh(G.double())[-1])
-    count_slack = math.ceil(COUNT_SLACK * n_candidates) - 1
-
-    def accepted(count: int) -> bool:
-        return k <= count <= k + count_slack
-
-    solved: dict[tuple[float, float], tuple[FitResult, int]] = {}  # (λ, tol) → (solution, count)
-    trace: list[tuple[float, int]] = []
+    search = _LambdaSearch(G, B, yy, make_penalty, k, direction, max_solves, max_iter, solver, top)
     phase_tols = [tol] if tol >= SEARCH_TOL else [SEARCH_TOL, tol]
-    bar = tqdm(total=max_solves * len(phase_tols), desc=f"λ search (k={k})", disable=not progress, leave=False)
+    search.bar = tqdm(total=max_solves * len(phase_tols), desc=f"λ search (k={k})", disable=not progress, leave=False)
+    try:
+        loose = lambda lam: search.solve(lam, phase_tols[0])  # noqa: E731
+        lo, hi = search.path(loose)
+        if len(phase_tols) == 1:
+            lo, hi = search.bisect(loose, lo, hi)
+        else:
+            # Loose counts are off by several candidates: start the tight search where the loose bracket's
+            # counts, linear in log λ, reach k, and step out by 1.5× the tight count's distance to k at their
+            # slope, so that the first step out usually brackets k.
+            c_lo, c_hi = loose(lo), loose(hi)
+            slope = max(c_lo - c_hi, 1) / math.log(hi / lo)  # candidates per unit of log λ
+            start = lo * math.exp((c_lo - k) / slope) if c_hi < k else lo
+            tight = lambda lam: search.solve(lam, tol)  # noqa: E731
+            step = max(1.5 * abs(tight(start) - k), 2) / slope
+            lo, hi = search.bisect(tight, *search.expand(tight, start, step))
+    except _ShortOfK as short:
+        return search.completed(score, str(short))
+    finally:
+        search.bar.close()
+    result, _ = search.solved[lo, phase_tols[-1]]
+    scores = candidate_scores(result.W, direction, score)
+    return AdaptiveResult(lo, top_k(scores, k), result.W, scores, search.trace, len(search.trace), search.n_iter())
 
-    def solve(lam: float, solve_tol: float) -> int:
-        if (lam, solve_tol) in solved:
-            return solved[lam, solve_tol][1]
+
+class _LambdaSearch:
+    """The state of one λ search: every solve so far (a warm start for the next), the trace of (λ, count), and the
+    three moves :func:`lambda_for_k` makes with them: the path down from max|B|, a bracket outward from a λ, and a
+    bisection of a bracket. ``count_at`` is a solve at a fixed tolerance, λ ↦ non-zero candidates.
+
+    Args:
+        G, B, yy: the problem's Gram parts.
+        make_penalty: λ ↦ the penalty at strength λ.
+        k: candidates to keep.
+        direction: ``"rows"`` or ``"columns"``.
+        max_solves: solves each move may make.
+        max_iter, solver: passed to ``fit_gram``.
+        top: max|B|, where the path starts.
+    """
+
+    def __init__(self, G, B, yy, make_penalty, k, direction, max_solves, max_iter, solver, top):
+        self.G, self.B, self.yy = G, B, yy
+        self.make_penalty, self.k, self.direction = make_penalty, k, direction
+        self.max_solves, self.max_iter, self.solver, self.top = max_solves, max_iter, solver, top
+        self.g_norm = float(torch.linalg.eigvalsh(G.double())[-1])
+        self.n_candidates = B.shape[0] if direction == "rows" else B.shape[1]
+        self.count_slack = math.ceil(COUNT_SLACK * self.n_candidates) - 1
+        self.solved: dict[tuple[float, float], tuple[FitResult, int]] = {}  # (λ, tol) → (solution, count)
+        self.trace: list[tuple[float, int]] = []
+        self.bar = None
+
+    def accepted(self, count: int) -> bool:
+        return self.k <= count <= self.k + self.count_slack
+
+    def n_iter(self) -> int:
+        return sum(result.n_iter for result, _ in self.solved.values())
+
+    def solve(self, lam: float, solve_tol: float) -> int:
+        """Non-zero candidates of the solution at ``lam`` (solved once per tolerance, warm from the nearest λ)."""
+        if (lam, solve_tol) in self.solved:
+            return self.solved[lam, solve_tol][1]
         warm = None
-        if solved:  # the nearest λ solved, the tighter solve first on a tie
-            warm = solved[min(solved, key=lambda key: (abs(math.log(key[0] / lam)), key[1]))][0]
+        if self.solved:  # the nearest λ solved, the tighter solve first on a tie
+            warm = self.solved[min(self.solved, key=lambda key: (abs(math.log(key[0] / lam)), key[1]))][0]
         result = fit_gram(
-            G, B, yy, make_penalty(lam),
+            self.G, self.B, self.yy, self.make_penalty(lam),
             W0=None if warm is None else warm.W,
             dual0=None if warm is None else warm.dual,
-            max_iter=max_iter, tol=solve_tol, solver=solver, g_norm=g_norm,
+            max_iter=self.max_iter, tol=solve_tol, solver=self.solver, g_norm=self.g_norm,
         )  # fmt: skip
-        count = count_nonzero(result.W, direction)
-        solved[lam, solve_tol] = (result, count)
-        trace.append((lam, count))
-        bar.update(1)
-        bar.set_postfix(lam=f"{lam:.3g}", nonzero=count)
+        count = count_nonzero(result.W, self.direction)
+        self.solved[lam, solve_tol] = (result, count)
+        self.trace.append((lam, count))
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(lam=f"{lam:.3g}", nonzero=count)
         return count
 
-    def give_up_below(lam: float, solves: int) -> None:
+    def give_up_below(self, lam: float, solves: int) -> None:
         """Raise if the walk down to ≥ k non-zero candidates, now at λ, cannot go on."""
-        most = max(c for _, c in trace)
-        if solves >= max_solves:
-            raise _ShortOfK(f"the solve budget ({max_solves}) was spent with {most} of {k} non-zero")
-        if lam < top * LAMBDA_MIN_RATIO:
-            raise _ShortOfK(f"at most {most} of {n_candidates} candidate {direction} become non-zero down to "
-                            f"λ = {lam:.3g}")
+        most = max(c for _, c in self.trace)
+        if solves >= self.max_solves:
+            raise _ShortOfK(f"the solve budget ({self.max_solves}) was spent with {most} of {self.k} non-zero")
+        if lam < self.top * LAMBDA_MIN_RATIO:
+            raise _ShortOfK(f"at most {most} of {self.n_candidates} candidate {self.direction} become non-zero "
+                            f"down to λ = {lam:.3g}")
 
-    def path(count_at: Callable[[float], int]) -> tuple[float, float]:
+    def path(self, count_at: Callable[[float], int]) -> tuple[float, float]:
         """(lo, hi), count(lo) ≥ k > count(hi), walking down from max|B| (up by doubling if needed)."""
-        start = len(trace)
+        k, top, start = self.k, self.top, len(self.trace)
         if count_at(top) >= k:  # a structured penalty can keep candidates above max|B|: double
             lo, hi = top, 2 * top
-            while count_at(hi) >= k and len(trace) - start < max_solves:
+            while count_at(hi) >= k and len(self.trace) - start < self.max_solves:
                 lo, hi = hi, 2 * hi
             return lo, hi
         lo, hi = path_step(top, count_at(top), None, k), top
         while count_at(lo) < k:
-            give_up_below(lo, len(trace) - start)
+            self.give_up_below(lo, len(self.trace) - start)
             lo, hi = path_step(lo, count_at(lo), (hi, count_at(hi)), k), lo
         return lo, hi
 
-    def expand(count_at: Callable[[float], int], lam: float, step: float) -> tuple[float, float]:
+    def expand(self, count_at: Callable[[float], int], lam: float, step: float) -> tuple[float, float]:
         """(lo, hi), count(lo) ≥ k > count(hi), from λ outward by steps of step, 2·step, 4·step… in log λ."""
-        start = len(trace)
-        if accepted(count_at(lam)):
+        k, start = self.k, len(self.trace)
+        if self.accepted(count_at(lam)):
             return lam, lam
         if count_at(lam) > k:
             lo, hi = lam, lam * math.exp(step)
-            while count_at(hi) >= k and len(trace) - start < max_solves:
+            while count_at(hi) >= k and len(self.trace) - start < self.max_solves:
                 step *= 2
                 lo, hi = hi, hi * math.exp(step)
             return lo, hi
         lo, hi = lam * math.exp(-step), lam
         while count_at(lo) < k:
-            give_up_below(lo, len(trace) - start)
+            self.give_up_below(lo, len(self.trace) - start)
             step *= 2
             lo, hi = lo * math.exp(-step), lo
         return lo, hi
 
-    def bisect(count_at: Callable[[float], int], lo: float, hi: float) -> tuple[float, float]:
+    def bisect(self, count_at: Callable[[float], int], lo: float, hi: float) -> tuple[float, float]:
         """Narrow (lo, hi) until count(lo) is accepted or the bracket is LAMBDA_REL_TOL wide."""
-        start = len(trace)
+        k, start = self.k, len(self.trace)
         last_side, streak = "", 0  # the same end moving twice in a row → plain bisection steps
-        while not accepted(count_at(lo)) and len(trace) - start < max_solves and hi / lo > 1 + LAMBDA_REL_TOL:
+        while (not self.accepted(count_at(lo)) and len(self.trace) - start < self.max_solves
+               and hi / lo > 1 + LAMBDA_REL_TOL):
             c_lo, c_hi = count_at(lo), count_at(hi)
             frac = 0.5 if streak >= 2 else min(max((c_lo - k) / max(c_lo - c_hi, 1), 0.05), 0.95)
             lam = math.exp(math.log(lo) + frac * (math.log(hi) - math.log(lo)))
@@ -326,31 +377,11 @@ def lambda_for_k(
             last_side = side
         return lo, hi
 
-    try:
-        loose = lambda lam: solve(lam, phase_tols[0])  # noqa: E731
-        lo, hi = path(loose)
-        if len(phase_tols) == 1:
-            lo, hi = bisect(loose, lo, hi)
-        else:
-            # Loose counts are off by several candidates: start the tight search where the loose bracket's
-            # counts, linear in log λ, reach k, and step out by 1.5× the tight count's distance to k at their
-            # slope, so that the first step out usually brackets k.
-            c_lo, c_hi = loose(lo), loose(hi)
-            slope = max(c_lo - c_hi, 1) / math.log(hi / lo)  # candidates per unit of log λ
-            start = lo * math.exp((c_lo - k) / slope) if c_hi < k else lo
-            tight = lambda lam: solve(lam, tol)  # noqa: E731
-            step = max(1.5 * abs(tight(start) - k), 2) / slope
-            lo, hi = bisect(tight, *expand(tight, start, step))
-    except _ShortOfK as short:
-        (lam, solve_tol), (result, _) = max(solved.items(), key=lambda item: (item[1][1], -item[0][0], -item[0][1]))
-        scores = complete_scores(candidate_scores(result.W, direction, score), _candidates(B, direction))
-        n_iter = sum(r.n_iter for r, _ in solved.values())
-        completed = k - count_nonzero(result.W, direction)
-        return AdaptiveResult(lam, top_k(scores, k), result.W, scores, trace, len(trace), n_iter, completed, str(short))
-    finally:
-        bar.close()
-    result, _ = solved[lo, phase_tols[-1]]
-    scores = candidate_scores(result.W, direction, score)
-    kept = top_k(scores, k)
-    n_iter = sum(r.n_iter for r, _ in solved.values())
-    return AdaptiveResult(lo, kept, result.W, scores, trace, len(trace), n_iter)
+    def completed(self, score: str, stopped: str) -> AdaptiveResult:
+        """The answer when no λ reaches k: the solve with the most non-zero candidates (the largest λ, then the
+        tighter tolerance, among equals), its selection completed by ‖B_i‖ (module docstring)."""
+        (lam, _), (result, _) = max(self.solved.items(), key=lambda item: (item[1][1], -item[0][0], -item[0][1]))
+        scores = complete_scores(candidate_scores(result.W, self.direction, score), _candidates(self.B, self.direction))
+        completed = self.k - count_nonzero(result.W, self.direction)
+        return AdaptiveResult(lam, top_k(scores, self.k), result.W, scores, self.trace, len(self.trace),
+                              self.n_iter(), completed, stopped)

@@ -251,11 +251,6 @@ def check_outputs(model: nn.Module, name: str, num_classes: int, dataset: str) -
         )
 
 
-def weights_dir() -> Path:
-    """Where pretrained weights are looked for: ``$IBPRUNE_WEIGHTS`` or the repository's ``weights/``."""
-    return Path(os.environ.get("IBPRUNE_WEIGHTS", Path(__file__).resolve().parents[2] / "weights"))
-
-
 __all__ = [
     "MODEL_NAMES",
     "VGG",
@@ -271,5 +266,4 @@ __all__ = [
     "load_weights",
     "save_model",
     "read_checkpoint",
-    "weights_dir",
 ]

@@ -21,16 +21,15 @@ target must be met within ±1 % of itself; a range (lo, hi) anywhere inside it.
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 import torch_pruning as tp
 from torch import nn
 
 from ..counting import count_modules
+from ..errors import OptionError
 from .layers import PrunableLayer
 
 METRICS = ("params", "macs")
@@ -77,7 +76,7 @@ def check_metric(metric: str) -> None:
 def check_ratio(value: float, name: str = "ratio") -> float:
     """``value`` as a float when it lies in (0, 1], else a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ValueError(f"{name} must be a keep ratio in (0, 1], got {value!r}")
+        raise OptionError(f"{{{name}}} must be a keep ratio in (0, 1], got {value!r}")
     return float(value)
 
 
@@ -85,10 +84,10 @@ def target_range(target: Target, name: str = "target") -> tuple[float, float]:
     """The accepted (lo, hi) keep ratios for a scalar target (±TOLERANCE of it) or a (lo, hi) range."""
     if isinstance(target, (tuple, list)):
         if len(target) != 2:
-            raise ValueError(f"{name} range must be (lo, hi), got {target!r}")
+            raise OptionError(f"{{{name}}} range must be (lo, hi), got {target!r}")
         lo, hi = (check_ratio(v, name) for v in target)
         if lo > hi:
-            raise ValueError(f"{name} range must have lo <= hi, got {target!r}")
+            raise OptionError(f"{{{name}}} range must have lo <= hi, got {target!r}")
         return lo, hi
     t = check_ratio(target, name)
     return t * (1 - TOLERANCE), min(1.0, t * (1 + TOLERANCE))
@@ -211,25 +210,53 @@ def count_model(
     return fitted
 
 
-def round_to_target(real_keep: np.ndarray, model: CountModel, metric: str, aim: float) -> list[int]:
-    """Integer keep counts within one channel of ``real_keep`` whose count ratio is nearest ``aim``.
+def round_to_target(
+    real_keep: np.ndarray, model: CountModel, metric: str, aim: float, round_to: int = 1
+) -> list[int]:
+    """Integer keep counts near ``real_keep`` whose count ratio is nearest ``aim``.
 
-    Starts from the floors (at least 1) and raises to the ceilings the layers with the largest fractional
-    parts first, while the ratio stays ≤ ``aim``; the last step over ``aim`` is taken when it lands nearer.
+    Starts from the floors and raises to the ceilings the layers with the largest fractional parts first, while
+    the ratio stays ≤ ``aim``; the last step over ``aim`` is taken when it lands nearer. With ``round_to`` > 1
+    the floors and ceilings are multiples of it (a width a runtime's kernels like, as Torch-Pruning's
+    ``round_to``), never below ``round_to`` nor above the layer's channels (a layer narrower than ``round_to``, or
+    whose full width is no multiple of it, may keep its full width); a step is then coarse, so ``real_keep`` is
+    also scaled by factors around 1 (``ROUNDING_SCALES``) and the rounding nearest ``aim`` wins.
     """
-    real_keep = np.clip(real_keep, 1, model.channels)
-    keep = np.floor(real_keep).astype(np.int64)
+    check_round_to(round_to)
+    scales = [1.0] if round_to == 1 else ROUNDING_SCALES
+    candidates = [_rounded(scale * np.asarray(real_keep, dtype=float), model, metric, aim, round_to)
+                  for scale in scales]
+    return min(candidates, key=lambda keep: abs(model.ratio(keep, metric) - aim)).tolist()
+
+
+ROUNDING_SCALES = np.geomspace(0.5, 2.0, 401)
+"""The factors on the real keep counts tried when widths are rounded to multiples of ``round_to`` > 1."""
+
+
+def _rounded(real_keep: np.ndarray, model: CountModel, metric: str, aim: float, round_to: int) -> np.ndarray:
+    """:func:`round_to_target`'s greedy rounding of one set of real keep counts."""
+    step = np.minimum(round_to, model.channels)
+    real_keep = np.clip(real_keep, step, model.channels)
+    keep = np.maximum(np.floor(real_keep / round_to).astype(np.int64) * round_to, step)
+    ceiling = np.minimum(np.ceil(real_keep / round_to).astype(np.int64) * round_to, model.channels)
     best, best_gap = keep.copy(), abs(model.ratio(keep, metric) - aim)
     for l in np.argsort(-(real_keep - keep), kind="stable"):
-        if keep[l] >= math.ceil(real_keep[l]):
+        if keep[l] >= ceiling[l]:
             continue
-        keep[l] += 1
+        keep[l] = ceiling[l]
         gap = abs(model.ratio(keep, metric) - aim)
         if gap < best_gap:
             best, best_gap = keep.copy(), gap
         if model.ratio(keep, metric) > aim:
             break
-    return best.tolist()
+    return best
+
+
+def check_round_to(round_to: int) -> int:
+    """``round_to`` when it is an int >= 1, else an OptionError naming it."""
+    if isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or round_to < 1:
+        raise OptionError(f"{{round_to}} must be an int >= 1 (1: any width), got {round_to!r}")
+    return int(round_to)
 
 
 def shared_ratio(model: CountModel, metric: str, aim: float, iterations: int = 60) -> float:
@@ -244,13 +271,14 @@ def shared_ratio(model: CountModel, metric: str, aim: float, iterations: int = 6
     return lo if aim < 1 else 1.0
 
 
-def keep_counts_for_target(model: CountModel, metric: str, target: Target) -> list[int]:
+def keep_counts_for_target(model: CountModel, metric: str, target: Target, round_to: int = 1) -> list[int]:
     """Per-layer keep counts from one shared keep ratio meeting ``target`` (see the module docstring).
 
     Args:
         model: the count model of the network at its prunable layers.
         metric: ``"params"`` or ``"macs"``.
         target: keep ratio in (0, 1] of the metric, or a (lo, hi) range.
+        round_to: keep multiples of this many channels per layer (:func:`round_to_target`).
 
     Returns:
         (L,) keep counts, each in [1, channels].
@@ -263,7 +291,7 @@ def keep_counts_for_target(model: CountModel, metric: str, target: Target) -> li
     lo, hi = target_range(target, f"target {metric}")
     aim = (lo + hi) / 2 if isinstance(target, (tuple, list)) else float(target)
     r = shared_ratio(model, metric, aim)
-    keep = round_to_target(r * model.channels, model, metric, aim)
+    keep = round_to_target(r * model.channels, model, metric, aim, round_to)
     check_met(model, keep, metric, (lo, hi))
     return keep
 
@@ -273,8 +301,8 @@ def check_met(model: CountModel, keep: Sequence[int], metric: str, accepted: tup
     achieved = model.ratio(keep, metric)
     if not accepted[0] - 1e-12 <= achieved <= accepted[1] + 1e-12:
         smallest = model.ratio(np.ones_like(model.channels), metric)
-        raise ValueError(
+        raise OptionError(
             f"cannot keep {accepted[0]:.4f}–{accepted[1]:.4f} of the {metric}: got {achieved:.4f}; pruning these "
             f"layers reaches keep ratios in [{smallest:.4f}, 1]. Fix: aim inside that range, or keep fewer leading "
-            "layers whole (skip_first) to widen it"
+            "layers whole ({skip_first}) to widen it"
         )

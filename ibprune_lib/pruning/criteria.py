@@ -23,10 +23,10 @@ from abc import ABC, abstractmethod
 
 import torch
 
-from ..kernels import KERNELS
-from ..lasso.adaptive import DIRECTIONS, top_k
+from ..lasso.adaptive import top_k
 from ..selection import METHODS as IB_METHODS
 from ..selection import Selection, select
+from ..settings import SelectionSettings
 from .capture import LayerFeatures
 from .layers import PrunableLayer
 
@@ -165,45 +165,37 @@ class InformationBottleneck(Criterion):
 
     Args:
         method: one of ``selection.METHODS``.
-        kernel: the Gram kernel.
-        direction: ``"rows"`` (candidates on the X side, the default) or ``"columns"`` (book/formulation.md §1).
-        **options: further keyword arguments of ``select`` (threshold, linkage, max_solves, …).
+        settings: how it selects; its ``direction`` names the features it needs (book/formulation.md §1).
     """
 
-    def __init__(self, method: str = "stlp", kernel: str = "laplacian", direction: str = "rows", **options):
+    def __init__(self, method: str = "stlp", settings: SelectionSettings = SelectionSettings()):
         self.name = method
-        self.features = direction
-        self.kernel = kernel
-        self.options = options
+        self.features = settings.direction
+        self.settings = settings
 
     def __call__(self, layer, features, k):
-        return select(
-            features.inputs, features.outputs, k, method=self.name, kernel=self.kernel, direction=self.features,
-            **self.options,
-        )
+        return select(features.inputs, features.outputs, k, method=self.name, settings=self.settings)
 
 
-def get_criterion(
-    method: str, kernel: str = "laplacian", direction: str = "rows", seed: int = 0, **select_options
-) -> Criterion:
+def get_criterion(method: str, seed: int = 0, settings: SelectionSettings | None = None, **changes) -> Criterion:
     """The criterion called ``method``.
 
     Args:
         method: one of ``METHODS``.
-        kernel, direction, select_options: for the information-bottleneck methods (ignored by baselines).
         seed: for ``"random"``.
+        settings: the information-bottleneck methods' selection settings (None: the paper's); the baselines
+            ignore them.
+        **changes: settings to change by name (``kernel="gaussian"``, ``direction="columns"``…), validated for
+            every method.
 
     Raises:
-        ValueError: an unknown method, or for the information-bottleneck methods an unknown kernel or direction.
+        ValueError: an unknown method; a bad setting (``SelectionSettings``).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}: choose one of {', '.join(METHODS)}")
+    settings = (settings or SelectionSettings()).replace(**changes)
     if method in IB_METHODS:
-        if direction not in DIRECTIONS:
-            raise ValueError(f"unknown direction {direction!r}: choose one of {', '.join(DIRECTIONS)}")
-        if kernel not in KERNELS:
-            raise ValueError(f"unknown kernel {kernel!r}: choose one of {', '.join(KERNELS)}")
-        return InformationBottleneck(method, kernel, direction, **select_options)
+        return InformationBottleneck(method, settings)
     if method == "random":
         return Random(seed)
     return {"l1": L1Norm, "hrank": HRank, "fpgm": FPGM}[method]()

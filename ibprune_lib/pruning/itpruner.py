@@ -122,6 +122,7 @@ def itpruner_keep_counts(
     target: Target,
     beta: float = DEFAULT_BETA,
     min_width: float | None = None,
+    round_to: int = 1,
 ) -> tuple[list[int], dict]:
     """ITPruner's per-layer keep counts for ``layers`` meeting ``target``.
 
@@ -134,6 +135,7 @@ def itpruner_keep_counts(
         target: keep ratio in (0, 1], or a (lo, hi) range.
         beta: ITPruner's β.
         min_width: lower bound of the widths in (0, 1]; None: one channel per layer.
+        round_to: keep multiples of this many channels per layer (``budget.round_to_target``).
 
     Returns:
         (keep counts (L,), diagnostics: ``similarity`` (L, L), ``importance`` (L,), ``widths`` (L,) as lists).
@@ -152,7 +154,7 @@ def itpruner_keep_counts(
     similarity = linear_cka_matrix(grams)
     importance = layer_importance(similarity, beta)
     widths = optimal_widths(importance.numpy(), counts, metric, aim, min_width)
-    keep = round_to_target(widths * counts.channels, counts, metric, aim)
+    keep = round_to_target(widths * counts.channels, counts, metric, aim, round_to)
     check_met(counts, keep, metric, (lo, hi))
     diagnostics = {"similarity": similarity.tolist(), "importance": importance.tolist(), "widths": widths.tolist(), "beta": beta,
                    "min_width": min_width}

@@ -36,6 +36,8 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from ..errors import OptionError
+
 
 @dataclass(frozen=True, eq=False)
 class Consumer:
@@ -178,7 +180,7 @@ def survey_layers(
         ValueError: ``skip_first`` negative, no prunable layer in the model, or ``skip_first`` leaves none.
     """
     if isinstance(skip_first, bool) or not isinstance(skip_first, int) or skip_first < 0:
-        raise ValueError(f"skip_first must be a non-negative int, got {skip_first!r}")
+        raise OptionError(f"{{skip_first}} must be a non-negative int, got {skip_first!r}")
     probe = copy.deepcopy(model).eval()
     device = next(probe.parameters()).device
     try:

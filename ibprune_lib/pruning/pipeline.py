@@ -19,15 +19,25 @@ from tqdm.auto import tqdm
 
 from ..counting import count
 from ..data import ImageData, normalise
+from ..errors import OptionError
 from ..lasso.adaptive import NoSignalError
 from ..provenance import provenance
-from ..selection import preset_settings
+from ..settings import SelectionSettings, preset_settings
 from ..train import TrainConfig, TrainResult, fit
-from .budget import METRICS, CountModel, check_keep_counts, count_model, keep_counts_for_target, target_range
+from .budget import (
+    METRICS,
+    CountModel,
+    check_keep_counts,
+    check_round_to,
+    count_model,
+    keep_counts_for_target,
+    target_range,
+)
 from .capture import capture
 from .criteria import Criterion, get_criterion
 from .itpruner import DEFAULT_BETA, itpruner_keep_counts
 from .layers import PrunableLayer, survey_layers
+from .reconstruct import reconstruct_consumers
 from .surgery import prune_channels
 
 WIDTHS = ("uniform", "itpruner")
@@ -49,27 +59,21 @@ class PruneResult:
 
 
 def check_options(
-    method: str,
-    kernel: str = "laplacian",
-    direction: str = "rows",
-    widths: str = "uniform",
-    target_params=None,
-    target_flops=None,
-    keep_counts=None,
+    widths: str = "uniform", target_params=None, target_flops=None, keep_counts=None,
 ) -> tuple[str, object] | None:
-    """Validate ``prune``'s options before any work; returns (metric, target) or None for explicit counts.
+    """Validate ``prune``'s budget options before any work; returns (metric, target) or None for explicit counts.
 
     Raises:
-        ValueError: unknown method, kernel, direction or widths; not exactly one of the targets and
-            ``keep_counts``; a target outside (0, 1]; ITPruner widths with explicit counts.
+        ValueError: unknown widths; not exactly one of the targets and ``keep_counts``; a target outside (0, 1];
+            ITPruner widths with explicit counts.
     """
-    get_criterion(method, kernel, direction)
     if widths not in WIDTHS:
         raise ValueError(f"unknown widths {widths!r}: choose one of {', '.join(WIDTHS)}")
     given = [name for name, value in (("target_params", target_params), ("target_flops", target_flops),
                                       ("keep_counts", keep_counts)) if value is not None]
     if len(given) != 1:
-        raise ValueError(f"give exactly one of target_params, target_flops, keep_counts (got {given or 'none'})")
+        raise OptionError(f"give exactly one of {{target_params}}, {{target_flops}}, {{keep_counts}} (got "
+                          f"{', '.join(given) or 'none'})")
     if keep_counts is not None:
         if widths != "uniform":
             raise ValueError("explicit keep_counts leave nothing for widths='itpruner' to choose")
@@ -77,6 +81,18 @@ def check_options(
     metric, target = ("params", target_params) if target_params is not None else ("macs", target_flops)
     target_range(target, "target_params" if metric == "params" else "target_flops")
     return metric, target
+
+
+def resolve_settings(method: str, preset: str = "paper", settings: SelectionSettings | None = None,
+                     **changes) -> SelectionSettings:
+    """The settings ``method`` selects with: ``settings``, else ``preset``'s, with ``changes`` over them (a None
+    change is left out: "the preset's").
+
+    Raises:
+        ValueError: an unknown preset or setting, or a bad value.
+    """
+    base = preset_settings(preset, method) if settings is None else settings
+    return base.replace(**{name: value for name, value in changes.items() if value is not None})
 
 
 def _layer_record(layer, k: int, selection) -> dict:
@@ -124,6 +140,14 @@ def _select_all(criterion: Criterion, model, images, layers, keep, progress: boo
     return records, no_signal
 
 
+def _consumers_of_pruned(model: nn.Module, layers: list[PrunableLayer], records: list[dict]) -> list[str]:
+    """The consumers of the layers that lost channels, each once, in ``model``'s module (forward) order."""
+    order = {name: index for index, (name, _) in enumerate(model.named_modules())}
+    names = {consumer.name for layer, record in zip(layers, records) if record["kept"] < record["channels"]
+             for consumer in layer.consumers}
+    return sorted(names, key=order.__getitem__)
+
+
 def prune(
     model: nn.Module,
     calibration_images: torch.Tensor,
@@ -131,18 +155,19 @@ def prune(
     target_params: float | tuple[float, float] | None = None,
     target_flops: float | tuple[float, float] | None = None,
     keep_counts: list[int] | None = None,
-    kernel: str | None = None,
     preset: str = "paper",
+    settings: SelectionSettings | None = None,
     skip_first: int = 4,
     widths: str = "uniform",
-    direction: str = "rows",
     seed: int = 0,
     beta: float = DEFAULT_BETA,
     min_width: float | None = None,
     normalization: str | tuple = "imagenet",
     model_name: str | None = None,
     progress: bool = True,
-    **select_options,
+    reconstruct: bool = False,
+    round_to: int = 1,
+    **changes,
 ) -> PruneResult:
     """Prune ``model``'s filters with ``method`` to a budget.
 
@@ -155,20 +180,25 @@ def prune(
         target_params: keep ratio in (0, 1] of the parameters, or a (lo, hi) range;
         target_flops: … or of the MACs; give exactly one of the two or ``keep_counts``.
         keep_counts: explicit channels to keep per prunable layer.
-        kernel: the Gram kernel of the information-bottleneck methods (default: the preset's).
-        preset: named settings of the information-bottleneck methods (``selection.PRESETS``): ``"paper"``
-            (the paper's stated settings) or ``"tuned"`` (the settings study's); ``kernel`` and
-            ``select_options`` override its values.
+        preset: named settings of the information-bottleneck methods (``settings.PRESETS``): ``"paper"``
+            (the paper's stated settings) or ``"tuned"`` (the settings study's).
+        settings: the information-bottleneck methods' :class:`~ibprune_lib.settings.SelectionSettings`
+            instead of the preset's.
         skip_first: leading prunable layers left at full width.
         widths: ``"uniform"`` (one shared keep ratio) or ``"itpruner"`` (ITPruner's per-layer widths).
-        direction: ``"rows"`` or ``"columns"`` (book/formulation.md §1), for the information-bottleneck methods.
         seed: seeds the random baseline.
         beta, min_width: ITPruner's β and lower width bound.
         normalization: of uint8 images: ``"imagenet"`` (the zoo's and torchvision's), ``"cifar"`` or
             ``(mean, std)``.
         model_name: how the report names the model (default: its class name).
         progress: show a tqdm bar over the layers.
-        **select_options: passed to :func:`ibprune_lib.selection.select`, over the preset's.
+        round_to: keep a multiple of this many channels in every pruned layer (a width a runtime's kernels like),
+            the budget still met; 1 keeps any width.
+        reconstruct: refit each pruned layer's consumer by least squares to the unpruned network's output on the
+            calibration images (:mod:`.reconstruct`); the report's ``reconstruction`` gives each consumer's
+            relative error before and after.
+        **changes: selection settings to change by name over the preset's or ``settings`` (``kernel="gaussian"``,
+            ``direction="columns"``…; None: the preset's).
 
     Returns:
         The PruneResult. A layer whose features carry no signal for the criterion is kept whole and named in
@@ -176,7 +206,8 @@ def prune(
         and ``report["totals"]`` says by how much.
 
     Raises:
-        ValueError: bad options (see :func:`check_options`), an unknown preset, a model with nothing to prune,
+        ValueError: an unknown method, bad budget options (see :func:`check_options`), an unknown preset or
+            setting, a model with nothing to prune,
             a budget that cannot be met, or a selection that fails.
         RuntimeError: the pruned model's counts differ from the budget's prediction.
     """
@@ -186,10 +217,10 @@ def prune(
             "prune(model, calibration_images, ...) takes a (bs, c, h, w) tensor of images second; "
             f"got {type(calibration_images).__name__} (the model's name, if any, goes to model_name=)"
         )
-    select_options = preset_settings(preset, method, kernel, **select_options)
-    kernel = select_options.pop("kernel")
-    budget = check_options(method, kernel, direction, widths, target_params, target_flops, keep_counts)
-    criterion = get_criterion(method, kernel, direction, seed, **select_options)
+    settings = resolve_settings(method, preset, settings, **changes)
+    criterion = get_criterion(method, seed, settings)
+    budget = check_options(widths, target_params, target_flops, keep_counts)
+    check_round_to(round_to)
     size = tuple(calibration_images.shape[1:])
     device = next(model.parameters()).device
     images = calibration_images
@@ -207,9 +238,10 @@ def prune(
         metric, target = budget
         counts = count_model(model, layers, size)
         if widths == "itpruner":
-            keep, width_diagnostics = itpruner_keep_counts(model, images, layers, counts, metric, target, beta, min_width)
+            keep, width_diagnostics = itpruner_keep_counts(model, images, layers, counts, metric, target, beta, min_width,
+                                                           round_to)
         else:
-            keep = keep_counts_for_target(counts, metric, target)
+            keep = keep_counts_for_target(counts, metric, target, round_to)
     budget_seconds = time.perf_counter() - started
 
     selection_started = time.perf_counter()
@@ -220,6 +252,9 @@ def prune(
 
     pruned = prune_channels(model, {r["name"]: r["kept_indices"] for r in records}, torch.zeros(1, *size, device=device))
     pruned.eval()
+    reconstruction = None
+    if reconstruct:
+        reconstruction = reconstruct_consumers(model, pruned, images, _consumers_of_pruned(model, layers, records))
     before, after = count(model, size), count(pruned, size)
     if counts is not None and (round(counts(keep, "macs")) != after.macs or round(counts(keep, "params")) != after.params):
         raise RuntimeError(
@@ -230,15 +265,17 @@ def prune(
         "model": model_name or type(model).__name__,
         "input_size": list(size),
         "settings": {
-            "method": method, "preset": preset, "kernel": kernel, "direction": direction, "widths": widths,
+            "method": method, "preset": preset, "kernel": settings.kernel, "direction": settings.direction,
+            "widths": widths, "round_to": round_to,
             "skip_first": skip_first,
             "target_params": target_params, "target_flops": target_flops, "keep_counts": keep_counts, "seed": seed,
             "normalization": normalization if isinstance(normalization, str) else [list(v) for v in normalization],
-            "calibration_images": len(images), "select_options": select_options,
+            "calibration_images": len(images), "selection_settings": settings.record(), "reconstruct": reconstruct,
             **({"itpruner": width_diagnostics} if width_diagnostics else {}),
         },
         "layers": records,
         "kept_whole": {**survey.kept_whole, **no_signal},
+        **({"reconstruction": reconstruction} if reconstruction is not None else {}),
         "totals": {
             "macs_before": before.macs, "macs_after": after.macs, "macs_ratio": after.macs / before.macs,
             "params_before": before.params, "params_after": after.params, "params_ratio": after.params / before.params,

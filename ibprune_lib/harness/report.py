@@ -10,10 +10,8 @@ from dataclasses import replace
 
 import pandas as pd
 
-from .experiments import Cell, mean_spread
-from .kernels import KERNELS
+from .grid import Cell, mean_spread
 from .paper import METHOD_LABELS, MODEL_LABELS, TABLE1, TABLE1_BUDGET_ROW
-from .selection import PRESETS
 from .verdicts import FAILS, HOLDS, INCONCLUSIVE, Comparison, compare, compare_to
 
 NOT_RUN = "not run yet"
@@ -125,7 +123,7 @@ def runs_frame(rows: pd.DataFrame, model: str, stage: str = "finetuned") -> pd.D
     return pd.DataFrame(runs, columns=["criterion", "top-1 (%)"])
 
 
-def _mean_spread(mean: float, std: float, n: int) -> str:
+def mean_spread_text(mean: float, std: float, n: int) -> str:
     """``"91.20 ± 0.14 (3)"``: mean ± sample standard deviation (how many); a single value alone, ``"91.20 (1)"``."""
     return f"{mean:.2f} ({int(n)})" if n < 2 else f"{mean:.2f} ± {std:.2f} ({int(n)})"
 
@@ -156,10 +154,10 @@ def network_table(rows: pd.DataFrame, model: str,
             out.append(["here", row["label"], row["status"], *[""] * 6])
             continue
         out.append([
-            "here", row["label"], _mean_spread(row["finetuned"], row["finetuned_std"], row["finetune_runs"]),
+            "here", row["label"], mean_spread_text(row["finetuned"], row["finetuned_std"], row["finetune_runs"]),
             f"{row['delta']:+.2f}", f"{row['flops_reduction']:.1f}",
-            f"{row['params_reduction']:.1f}", _mean_spread(row["pruned"], row["pruned_std"], row["seeds"]),
-            _mean_spread(row["recalibrated"], row["recalibrated_std"], row["seeds"]),
+            f"{row['params_reduction']:.1f}", mean_spread_text(row["pruned"], row["pruned_std"], row["seeds"]),
+            mean_spread_text(row["recalibrated"], row["recalibrated_std"], row["seeds"]),
             f"{row['selection_seconds']:.1f}",
         ])
     if paper is None:
@@ -275,258 +273,3 @@ def claims(rows: pd.DataFrame, models: list[str], stage: str = "finetuned") -> p
         out.append(_claim(model, "sTLP-IB above every other criterion", replace(against[best], verdict=verdict),
                           f"best other {METHOD_LABELS[best]}; {len(ran)} of {len(declared)} run"))
     return pd.DataFrame(out, columns=["network", "claim", "verdict", "difference [95% interval]", "runs"])
-
-
-ABLATION_BASE = {"batch_size": 128, "kernel": "laplacian", "skip_first": 4, "use_gram": True, "direction": "rows",
-                 "budget": ("params", 0.15)}
-"""The setting every ablation sweep starts from: Table 1's VGG-16 cell (``experiments/ablations.py``)."""
-
-
-def _budget(cell: Cell) -> tuple[str, float]:
-    return ("params", cell.target_params) if cell.target_params is not None else ("flops", cell.target_flops)
-
-
-def _setting(cell: Cell, name: str):
-    return _budget(cell) if name == "budget" else getattr(cell, name)
-
-
-def sweep_rows(cells: list[Cell], results: dict[str, dict | None], setting: str,
-               fallback: tuple[str, ...] = ()) -> pd.DataFrame:
-    """The cells of a sweep over one setting: every cell equal to ``ABLATION_BASE`` but for ``setting``.
-
-    Args:
-        cells: the ablation table's cells.
-        results: cell id → its result JSON, or None when not run.
-        setting: a key of ``ABLATION_BASE`` (``budget`` is the pair (``params`` or ``flops``, keep ratio)).
-        fallback: settings a cell may also change where no cell of its value and method keeps them at the base
-            (``("skip_first",)`` for the budgets that four whole layers cannot reach); its ``differs`` says how.
-
-    Returns:
-        :func:`cell_rows` of those cells with a ``value`` column (the setting's value) and a ``differs`` column
-        (``"skip_first=2"``, or ``""`` for a cell at the base but for ``setting``), sorted by value and method.
-
-    Raises:
-        ValueError: an unknown setting.
-    """
-    if setting not in ABLATION_BASE:
-        raise ValueError(f"unknown setting {setting!r}: choose one of {', '.join(ABLATION_BASE)}")
-    others = [name for name in ABLATION_BASE if name != setting]
-
-    changed = {cell.id: {name: _setting(cell, name) for name in others if _setting(cell, name) != ABLATION_BASE[name]}
-               for cell in cells}
-    nearest_base = {}
-    for cell in cells:
-        key = (_setting(cell, setting), cell.method)
-        if set(changed[cell.id]) <= set(fallback) and (
-                key not in nearest_base or len(changed[cell.id]) < len(changed[nearest_base[key].id])):
-            nearest_base[key] = cell
-    chosen_ids = {cell.id for cell in nearest_base.values()}
-    chosen = [cell for cell in cells if cell.id in chosen_ids]
-    rows = cell_rows(chosen, results)
-    rows["value"] = [_setting(cell, setting) for cell in chosen]
-    rows["differs"] = [", ".join(f"{name}={value}" for name, value in changed[cell.id].items()) for cell in chosen]
-    order = {"method": {method: i for i, method in enumerate(METHOD_LABELS)},
-             "value": {kernel: i for i, kernel in enumerate(KERNELS)} if setting == "kernel" else None}
-    return rows.sort_values(["value", "method"], key=lambda c: c.map(order[c.name]) if order[c.name] else c,
-                            kind="stable").reset_index(drop=True)
-
-
-def sweep_table(rows: pd.DataFrame, value_label: str, paper: dict[str, dict] | None = None,
-                value_text=str) -> pd.DataFrame:
-    """A sweep laid out for the book: one row per (value, method), every stage's top-1, the paper's beside.
-
-    Args:
-        rows: :func:`sweep_rows`' output.
-        value_label: the header of the setting's column.
-        paper: method → value → the paper's top-1 (or (top-1, bracketed %) as Tables 7 and 9 print it).
-        value_text: how a value is written (a cell that also changes a fallback setting adds it in brackets).
-
-    Returns:
-        Display strings: ``value_label, method, top-1 (%)`` (after the short fine-tuning), ``Δ (points)``,
-        ``recalibrated (%)``, ``pruned (%)`` (mean ± spread over seeds), ``FLOPs ↓ (%)``, ``params ↓ (%)``,
-        ``selection (s)``, ``paper (%)``; a cell not run shows its status.
-    """
-    out = []
-    for _, row in rows.iterrows():
-        reported = (paper or {}).get(row["method"], {}).get(row["value"])
-        if isinstance(reported, tuple):
-            reported = f"{reported[0]:.2f} ({reported[1]:.0f}%)"
-        paper_text = "—" if reported is None else reported if isinstance(reported, str) else f"{reported:.2f}"
-        head = [value_text(row["value"]) + (f" ({row['differs']})" if row["differs"] else ""), row["label"]]
-        if not row["done"]:
-            out.append([*head, row["status"], *[""] * 6, paper_text])
-            continue
-        out.append([
-            *head, f"{row['finetuned']:.2f}", f"{row['delta']:+.2f}",
-            _mean_spread(row["recalibrated"], row["recalibrated_std"], row["seeds"]),
-            _mean_spread(row["pruned"], row["pruned_std"], row["seeds"]),
-            f"{row['flops_reduction']:.1f}", f"{row['params_reduction']:.1f}", f"{row['selection_seconds']:.1f}",
-            paper_text,
-        ])
-    return pd.DataFrame(out, columns=[value_label, "method", "top-1 (%)", "Δ (points)", "recalibrated (%)",
-                                      "pruned (%)", "FLOPs ↓ (%)", "params ↓ (%)", "selection (s)", "paper (%)"])
-
-
-STAGE_TEXT = {"pruned": "right after pruning", "recalibrated": "after BatchNorm recalibration",
-              "finetuned": "after fine-tuning"}
-ONE_RUN_PER_CELL = ("Each top-1 after fine-tuning is one fine-tuning run of one pruned network: how much of the "
-                    "differences between cells is run-to-run noise would take repeated runs, not run here.")
-
-
-def sweep_summary(rows: pd.DataFrame, value_text=str, paper: dict[str, dict] | None = None,
-                  stage: str = "finetuned", prefix: str = "") -> list[str]:
-    """The book's summary of a sweep: per method, its lowest and highest top-1 over the values that ran, and the
-    paper's lowest and highest over the same values, so a reader sees whether the two agree on which is best.
-
-    Args:
-        rows: :func:`sweep_rows`' output.
-        value_text: how a value is written in a sentence (e.g. ``"batch {}".format``).
-        paper: method → value → the paper's top-1 (or (top-1, bracketed %)), as for :func:`sweep_table`.
-        stage: ``"pruned"``, ``"recalibrated"`` (means over the calibration seeds) or ``"finetuned"``.
-        prefix: put before each method's label (e.g. ``"layer skipping, "``).
-
-    Returns:
-        One Markdown bullet per method that ran at two values or more, in the rows' order (a method run at one
-        value only, the base cell beside the sweep, is left to the table).
-    """
-    lines = []
-    done = rows[rows["done"] & rows[stage].notna()]
-    for method, group in done.groupby("method", sort=False):
-        values, top1 = list(group["value"]), list(group[stage])
-        if len(values) == 1:
-            continue
-        text = f"- {prefix}{group['label'].iloc[0]}: top-1 {STAGE_TEXT[stage]} " + _span(values, top1, value_text)
-        reported = {value: _paper_top1(top) for value, top in (paper or {}).get(method, {}).items() if value in values}
-        if len(reported) > 1:
-            text += (f"; the paper, at the same {len(reported)} values: "
-                     + _span(list(reported), list(reported.values()), value_text))
-        lines.append(text + ".")
-    return lines
-
-
-def _paper_top1(reported: float | tuple[float, float]) -> float:
-    """The paper's top-1 of a sweep value, printed alone or as Tables 7 and 9 print it, (top-1, bracketed %)."""
-    return reported[0] if isinstance(reported, tuple) else reported
-
-
-def _span(values: list, top1: list[float], value_text) -> str:
-    """``"from 89.36% (batch 512) to 89.95% (batch 64)"``, or ``"89.36% at every value"`` when they are equal."""
-    low, high = top1.index(min(top1)), top1.index(max(top1))
-    if top1[low] == top1[high]:
-        return f"{top1[low]:.2f}% at every value"
-    return f"from {top1[low]:.2f}% ({value_text(values[low])}) to {top1[high]:.2f}% ({value_text(values[high])})"
-
-
-def plot_sweep(ax, rows: pd.DataFrame, x_of, paper: dict[str, dict] | None = None, paper_x=None) -> None:
-    """Top-1 after fine-tuning per method against the swept setting: ours as filled lines, the paper's hollow,
-    a square around each cell that also changed a fallback setting, and, when every cell run pruned the same
-    network, its unpruned top-1 as a dashed line.
-
-    Args:
-        ax: a matplotlib Axes.
-        rows: :func:`sweep_rows`' output (the cells not run are left out).
-        x_of: a value → its x position.
-        paper: method → the paper's key → its top-1 (or (top-1, bracketed %)), as for :func:`sweep_table`.
-        paper_x: the paper's key → its x position.
-    """
-    for _, group in rows[rows["done"]].groupby("method", sort=False):
-        ax.plot([x_of(v) for v in group["value"]], group["finetuned"], "o-", label=group["label"].iloc[0])
-    for differs, group in rows[rows["done"] & (rows["differs"] != "")].groupby("differs"):
-        ax.scatter([x_of(v) for v in group["value"]], group["finetuned"], marker="s", s=110, facecolors="none",
-                   edgecolors="0.3", label=f"with {differs}")
-    for i, values in enumerate((paper or {}).values()):
-        ax.scatter([paper_x(v) for v in values], [_paper_top1(v) for v in values.values()],
-                   facecolors="none", edgecolors="k", s=30, label="the paper" if i == 0 else None)
-    unpruned = rows.loc[rows["done"], "unpruned"].unique()
-    if len(unpruned) == 1:
-        ax.axhline(unpruned[0], color="0.5", linestyle="--", linewidth=1, label="unpruned (ours)")
-    ax.set_ylabel("top-1 after fine-tuning (%)")
-
-
-_OPTION_TEXT = {
-    "threshold": "graph τ = {}", "knn": "k-NN graph, k = {}", "gamma_graph": "γ/λ = {}", "linkage": "{} linkage",
-    "score": "ranked by {} alone", "normalise": "unit-norm columns: {}", "solver": "solver {}",
-    "tree_prox": "{} tree groups",
-}
-_ON_OFF = {False: "off", True: "on"}
-
-
-def describe_settings(settings: dict) -> str:
-    """Selection settings in words, e.g. {"kernel": "gaussian", "normalise": False} → "gaussian kernel, unit-norm
-    columns: off"; {} → "as the paper states them"."""
-    words = [f"{value} kernel" if name == "kernel" else _OPTION_TEXT[name].format(_ON_OFF.get(value, value))
-             for name, value in settings.items()]
-    return ", ".join(words) or "as the paper states them"
-
-
-def setting_label(cell: Cell) -> str:
-    """How a settings-study cell differs from the paper's settings, in words ("the paper's" when it does not)."""
-    changes = [_OPTION_TEXT[name].format(_ON_OFF.get(value, value)) for name, value in cell.options]
-    if cell.preset != "paper":
-        changes.insert(0, f"preset {cell.preset} ({describe_settings(PRESETS[cell.preset].get(cell.method, {}))})")
-    elif cell.kernel != "laplacian":
-        changes.append(f"{cell.kernel} kernel")
-    if cell.direction != "rows":
-        changes.append(f"candidates as {cell.direction}")
-    return ", ".join(changes) or "the paper's"
-
-
-def kept_overlap(first: dict, second: dict) -> float:
-    """Mean over the pruned layers of |A ∩ B| / |A ∪ B|, A and B the channels two cell results keep with
-    their first calibration seed (1: the same channels; NaN when no layer is pruned in both)."""
-
-    def kept(result: dict) -> dict[str, set[int]]:
-        return {layer["name"]: set(layer["kept_indices"]) for layer in result["seeds"][0]["layers"]
-                if layer["kept"] < layer["channels"]}  # fmt: skip
-
-    a, b = kept(first), kept(second)
-    shared = [name for name in a if name in b]
-    return sum(len(a[n] & b[n]) / len(a[n] | b[n]) for n in shared) / len(shared) if shared else float("nan")
-
-
-def setting_effects(rows: pd.DataFrame, stage: str = "validation") -> pd.DataFrame:
-    """Each changed setting of the settings study against the paper's, per network and method.
-
-    Args:
-        rows: :func:`cell_rows`' output with two more columns, ``setting`` (:func:`setting_label`) and
-            ``preset``; cells of a preset other than ``paper`` are left out.
-        stage: the top-1 that decides: ``validation`` (after recalibration, on the held-out training images:
-            what a setting is chosen on) or ``recalibrated`` (the same on the test set: reported, never chosen on).
-
-    Returns:
-        One row per cell with a changed setting, columns ``setting, model, method, delta, spread, effect``:
-        ``delta`` the change in mean top-1 at ``stage`` (points), ``spread`` the larger standard deviation
-        over calibration seeds of the two cells, ``effect`` "better" or "worse" when ``|delta| > spread``, else
-        "within spread" — or NOT_RUN when either cell has not run.
-    """
-    paper_settings = rows[rows["preset"] == "paper"]
-    base = paper_settings[paper_settings["setting"] == "the paper's"].set_index(["model", "method"])
-    out = []
-    for _, row in paper_settings[paper_settings["setting"] != "the paper's"].iterrows():
-        key = (row["model"], row["method"])
-        reference = base.loc[key] if key in base.index else None
-        if not row["done"] or reference is None or not reference["done"]:
-            out.append([row["setting"], row["model"], row["method"], float("nan"), float("nan"), NOT_RUN])
-            continue
-        delta = row[stage] - reference[stage]
-        spread = max(row[f"{stage}_std"], reference[f"{stage}_std"])
-        effect = "within spread" if abs(delta) <= spread else "better" if delta > 0 else "worse"
-        out.append([row["setting"], row["model"], row["method"], delta, spread, effect])
-    return pd.DataFrame(out, columns=["setting", "model", "method", "delta", "spread", "effect"])
-
-
-def qualifying_settings(effects: pd.DataFrame) -> dict[str, list[str]]:
-    """The settings that may join a method's preset: "better" for that method on every network, two or more.
-
-    Args:
-        effects: :func:`setting_effects`' output.
-
-    Returns:
-        method → its qualifying settings, the largest mean gain first; a setting with a cell not run yet does
-        not qualify.
-    """
-    qualifying = {}
-    for (method, setting), group in effects.groupby(["method", "setting"], sort=False):
-        if group["model"].nunique() > 1 and (group["effect"] == "better").all():
-            qualifying.setdefault(method, []).append((group["delta"].mean(), setting))
-    return {method: [setting for _, setting in sorted(found, reverse=True)] for method, found in qualifying.items()}

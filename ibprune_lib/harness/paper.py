@@ -52,8 +52,6 @@ TABLE2: list[tuple[str, float, float | None, float | None]] = [
     ("sglp", 76.10, 57, 55),
     ("stlp", 76.12, 57, 55),
 ]
-TABLE2_UNPRUNED_COUNTS = (4133.74e6, 25.56e6)
-"""The paper's MACs and parameters of the unpruned ResNet-50."""
 
 # Table 8 (VGG-16, CIFAR-100): (method, top-1 %, FLOPs reduction %, params reduction %), every row.
 TABLE8: list[tuple[str, float, float | None, float | None]] = [

@@ -19,9 +19,9 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from .experiments import PROTOCOLS, Cell, Protocol
-from .provenance import save_json
-from .train import TrainConfig
+from .grid import PROTOCOLS, Cell, Protocol
+from ..provenance import save_json
+from ..train import TrainConfig
 
 
 def cell_of(result: dict) -> Cell:
