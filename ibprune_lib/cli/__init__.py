@@ -25,6 +25,7 @@ from .experiments import parse_until, run_experiments
 PYTHON_NAMES_AS_FLAGS = {
     "target_flops": "--target-flops", "target_params": "--target-params", "skip_first": "--skip-first",
     "min_width": "--min-width", "batch_size": "--batch-size", "round_to": "--round-to",
+    "allocation": "--allocation", "widths": "--widths",
 }
 
 
@@ -123,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--recalibrate-bn", type=int, nargs="?", const=40, default=None, metavar="N",
                        help="recompute the BatchNorm statistics on N training batches of 128 after pruning "
                             "(the flag alone: 40, enough for the CIFAR networks); off when left out")
+    prune.add_argument("--allocation", choices=("uniform", "global"), default="uniform",
+                       help="uniform: one shared keep ratio per layer (the paper's, default); global: the widths from "
+                            "one threshold on the criterion's per-layer normalised scores, at least --min-width "
+                            "(default 0.1) of each layer")
     prune.add_argument("--round-to", type=int, default=1, metavar="N",
                        help="keep a multiple of N channels in every pruned layer, the budget still met (widths a "
                             "runtime's kernels like, e.g. 8 or 16; default 1: any width)")

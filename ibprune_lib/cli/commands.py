@@ -140,7 +140,7 @@ def run_prune(args) -> int:
         preset=args.preset, settings=settings, skip_first=args.skip_first, widths=args.widths,
         seed=args.seed, beta=args.beta, min_width=args.min_width,
         normalization=normalization, model_name=name, progress=args.progress, reconstruct=args.reconstruct,
-        round_to=args.round_to,
+        round_to=args.round_to, allocation=args.allocation,
     )
     report = result.report
     report["settings"]["weights"] = str(args.weights)

@@ -20,10 +20,11 @@ from tqdm.auto import tqdm
 from ..counting import count
 from ..data import ImageData, normalise
 from ..errors import OptionError
-from ..lasso.adaptive import NoSignalError
+from ..lasso.adaptive import NoSignalError, top_k
 from ..provenance import provenance
 from ..settings import SelectionSettings, preset_settings
 from ..train import TrainConfig, TrainResult, fit
+from .allocation import ALLOCATIONS, GLOBAL_MIN_WIDTH, global_keep_counts
 from .budget import (
     METRICS,
     CountModel,
@@ -83,6 +84,15 @@ def check_options(
     return metric, target
 
 
+def check_allocation(allocation: str, widths: str, budget, round_to: int) -> None:
+    """Raise an OptionError unless ``allocation`` is known and fits the other budget options."""
+    if allocation not in ALLOCATIONS:
+        raise OptionError(f"unknown {{allocation}} {allocation!r}: choose one of {', '.join(ALLOCATIONS)}")
+    if allocation == "global" and (widths != "uniform" or budget is None or round_to != 1):
+        raise OptionError("{allocation}='global' sets the widths itself from a FLOPs or parameter target: use it "
+                          "with the uniform {widths}, a target and {round_to}=1")
+
+
 def resolve_settings(method: str, preset: str = "paper", settings: SelectionSettings | None = None,
                      **changes) -> SelectionSettings:
     """The settings ``method`` selects with: ``settings``, else ``preset``'s, with ``changes`` over them (a None
@@ -120,24 +130,43 @@ def _whole_record(layer: PrunableLayer) -> dict:
             "n_edges": None, "n_groups": None, "seconds": 0.0, "completed": 0}
 
 
-def _select_all(criterion: Criterion, model, images, layers, keep, progress: bool) -> tuple[list[dict], dict]:
-    """Per-layer records, and the layers kept whole because their features carry no signal (name → reason)."""
+def _select_all(
+    criterion: Criterion, model, images, layers, keep, progress: bool
+) -> tuple[list[dict], dict, list[torch.Tensor]]:
+    """Per-layer records, the layers kept whole because their features carry no signal (name → reason), and each
+    layer's channel scores (all ones for a layer kept whole)."""
     features = capture(model, images, layers, criterion.features) if criterion.features else ((l, None) for l in layers)
-    records, no_signal = [], {}
+    records, no_signal, scores = [], {}, []
     bar = tqdm(zip(features, keep), total=len(layers), desc=criterion.name, disable=not progress)
     for (layer, layer_features), k in bar:
         bar.set_postfix_str(f"{layer.name} {k}/{layer.channels}")
         if k == layer.channels:
             records.append(_whole_record(layer))
+            scores.append(torch.ones(layer.channels))
             continue
         try:
-            records.append(_layer_record(layer, k, criterion(layer, layer_features, k)))
+            selection = criterion(layer, layer_features, k)
         except NoSignalError as error:
             records.append(_whole_record(layer))
+            scores.append(torch.ones(layer.channels))
             no_signal[layer.name] = f"its features carry no signal for {criterion.name} ({error}); kept whole"
+            continue
         except ValueError as error:
             raise ValueError(f"{criterion.name} on layer {layer.name} ({k} of {layer.channels} kept): {error}") from None
-    return records, no_signal
+        records.append(_layer_record(layer, k, selection))
+        scores.append(selection.scores.detach().cpu())
+    return records, no_signal, scores
+
+
+def _reallocate(records: list[dict], scores: list[torch.Tensor], keep: list[int], no_signal: dict) -> None:
+    """Give each record the channels the global allocation keeps: its ``keep`` highest-scoring ones (a layer
+    without signal stays whole)."""
+    for record, layer_scores, k in zip(records, scores, keep):
+        if record["name"] in no_signal:
+            continue
+        record["kept_at_uniform"] = record["kept"]
+        record["kept"] = k
+        record["kept_indices"] = sorted(top_k(layer_scores, k).tolist())
 
 
 def _consumers_of_pruned(model: nn.Module, layers: list[PrunableLayer], records: list[dict]) -> list[str]:
@@ -167,6 +196,7 @@ def prune(
     progress: bool = True,
     reconstruct: bool = False,
     round_to: int = 1,
+    allocation: str = "uniform",
     **changes,
 ) -> PruneResult:
     """Prune ``model``'s filters with ``method`` to a budget.
@@ -192,6 +222,9 @@ def prune(
             ``(mean, std)``.
         model_name: how the report names the model (default: its class name).
         progress: show a tqdm bar over the layers.
+        allocation: ``"uniform"`` (one shared keep ratio, the paper's) or ``"global"`` (the widths from one
+            threshold on the criterion's per-layer normalised scores, at least ``min_width`` of each layer:
+            :mod:`.allocation`); ``report["allocation"]`` gives the threshold.
         round_to: keep a multiple of this many channels in every pruned layer (a width a runtime's kernels like),
             the budget still met; 1 keeps any width.
         reconstruct: refit each pruned layer's consumer by least squares to the unpruned network's output on the
@@ -221,6 +254,7 @@ def prune(
     criterion = get_criterion(method, seed, settings)
     budget = check_options(widths, target_params, target_flops, keep_counts)
     check_round_to(round_to)
+    check_allocation(allocation, widths, budget, round_to)
     size = tuple(calibration_images.shape[1:])
     device = next(model.parameters()).device
     images = calibration_images
@@ -245,7 +279,11 @@ def prune(
     budget_seconds = time.perf_counter() - started
 
     selection_started = time.perf_counter()
-    records, no_signal = _select_all(criterion, model, images, layers, keep, progress)
+    records, no_signal, scores = _select_all(criterion, model, images, layers, keep, progress)
+    threshold = None
+    if allocation == "global":
+        keep, threshold = global_keep_counts(scores, counts, metric, target, min_width)
+        _reallocate(records, scores, keep, no_signal)
     selection_seconds = time.perf_counter() - selection_started
     planned = keep
     keep = [record["kept"] for record in records]
@@ -266,7 +304,7 @@ def prune(
         "input_size": list(size),
         "settings": {
             "method": method, "preset": preset, "kernel": settings.kernel, "direction": settings.direction,
-            "widths": widths, "round_to": round_to,
+            "widths": widths, "round_to": round_to, "allocation": allocation,
             "skip_first": skip_first,
             "target_params": target_params, "target_flops": target_flops, "keep_counts": keep_counts, "seed": seed,
             "normalization": normalization if isinstance(normalization, str) else [list(v) for v in normalization],
@@ -276,6 +314,9 @@ def prune(
         "layers": records,
         "kept_whole": {**survey.kept_whole, **no_signal},
         **({"reconstruction": reconstruction} if reconstruction is not None else {}),
+        **({"allocation": {"rule": "global", "threshold": threshold,
+                           "min_width": GLOBAL_MIN_WIDTH if min_width is None else min_width}}
+           if threshold is not None else {}),
         "totals": {
             "macs_before": before.macs, "macs_after": after.macs, "macs_ratio": after.macs / before.macs,
             "params_before": before.params, "params_after": after.params, "params_ratio": after.params / before.params,

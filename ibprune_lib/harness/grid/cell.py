@@ -15,12 +15,12 @@ import torch
 
 from ...paths import REPO_ROOT, weights_dir
 from ...pruning import get_criterion
-from ...pruning.pipeline import check_options
+from ...pruning.pipeline import check_allocation, check_options
 from ...settings import PRESETS, SelectionSettings, preset_settings
 from ...train import PRECISIONS, has_fast_bf16
 
 LATER_FIELDS = ("use_gram", "finetune_epochs", "finetune_seed", "needs", "options", "finetune_precision", "validation",
-                "reconstruct")
+                "reconstruct", "allocation")
 """Cell fields added after Table 1's first cells were committed: at their defaults they stay out of ``Cell.id``."""
 
 RAW_MAP_METHODS = ("sglp", "stlp", "lasso")
@@ -68,6 +68,8 @@ class Cell:
             from the other training images; the test set is still reported and chooses nothing.
         reconstruct: refit each pruned layer's consumer by least squares after the surgery
             (``pruning.reconstruct``), before BatchNorm recalibration.
+        allocation: ``uniform`` (one shared keep ratio) or ``global`` (the widths from one threshold on the
+            criterion's normalised scores, ``pruning.allocation``; ``min_width`` its floor).
     """
 
     model: str
@@ -92,6 +94,7 @@ class Cell:
     finetune_precision: str | None = None
     validation: int | None = None
     reconstruct: bool = False
+    allocation: str = "uniform"
 
     @property
     def id(self) -> str:
@@ -142,7 +145,7 @@ class Cell:
         layers, widths and selection settings; the caller adds the seed, the model's name and progress."""
         return dict(method=self.method, target_flops=self.target_flops, target_params=self.target_params,
                     skip_first=self.skip_first, widths=self.widths, min_width=self.min_width, preset=self.preset,
-                    settings=self.selection_settings(), reconstruct=self.reconstruct)
+                    settings=self.selection_settings(), reconstruct=self.reconstruct, allocation=self.allocation)
 
     def check(self) -> None:
         """Validate the cell (method, settings, targets, protocol fields) without doing any work.
@@ -152,7 +155,8 @@ class Cell:
         """
         try:
             get_criterion(self.method, settings=self.selection_settings())
-            check_options(self.widths, self.target_params, self.target_flops)
+            budget = check_options(self.widths, self.target_params, self.target_flops)
+            check_allocation(self.allocation, self.widths, budget, 1)
         except ValueError as error:
             raise ValueError(f"cell {self.id}: {error}") from None
         if self.preset != "paper" and self.kernel != "laplacian":
@@ -193,6 +197,7 @@ class Cell:
                     (self.finetune_seed is not None, f"fine-tuning seed {self.finetune_seed}"),
                     (self.validation is not None, f"validation {self.validation}"),
                     (self.reconstruct, "reconstruct"),
+                    (self.allocation != "uniform", f"{self.allocation} allocation"),
                     *((True, f"{name}={value}") for name, value in self.options),
                     (self.needs is not None, f"needs {self.needs}")]  # fmt: skip
         return [target, f"seeds {list(self.seeds)}", f"kernel {self.selection_settings().kernel}",

@@ -63,6 +63,7 @@ class Grid:
     cells: list[Cell] = field(init=False)
 
     def __post_init__(self):
+        code_commit()  # read now: the commit this process runs, even if HEAD moves while a long grid trains
         self.cells = load_table(self.table, self.scale)
         self.results, self.work = Path(self.results), Path(self.work)
 
@@ -233,8 +234,8 @@ def mean_spread(values: list[float]) -> dict:
 
 @functools.cache
 def code_commit() -> str:
-    """The commit of the code this process runs, read once (the first time a cell's result asks), so that it stays
-    the same if HEAD moves while a long grid trains."""
+    """The commit of the code this process runs, read once (when the first grid is made), so that it stays the same
+    if HEAD moves while a long grid trains."""
     return git_commit()
 
 
