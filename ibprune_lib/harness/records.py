@@ -9,7 +9,7 @@ threads in the provenance — never by rerunning, and checks them against each o
 disagrees with the history raises). It is what ``run_cell`` writes for a new cell, so rewriting a current
 result changes nothing.
 
-    python -m ibprune_lib.records results/cpu     # rewrites the results that need it, atomically
+    python -m ibprune_lib.harness.records results/cpu     # rewrites the results that need it, atomically
 """
 
 from __future__ import annotations
@@ -19,9 +19,12 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from .grid import PROTOCOLS, Cell, Protocol
+import pandas as pd
+
 from ..provenance import save_json
 from ..train import TrainConfig
+from .grid import PROTOCOLS, Cell, Protocol
+from .paper import METHOD_LABELS, MODEL_LABELS
 
 
 def cell_of(result: dict) -> Cell:
@@ -72,8 +75,32 @@ def cell_results(root: Path) -> list[Path]:
     return [path for path in paths if {"cell", "protocol"} <= set(json.loads(path.read_text()))]
 
 
+def provenance_table(root: Path) -> pd.DataFrame:
+    """One row per committed cell result under ``root`` (``results/``): where each number of the book came from.
+
+    Returns:
+        Columns table, scale, network, criterion, seeds, cell id, commit (10 hex digits, "+dirty" kept), CPU,
+        threads, finished (UTC, to the minute) and wall hours, sorted by table and finishing time.
+    """
+    rows = []
+    for path in cell_results(root):
+        result = json.loads(path.read_text())
+        cell, provenance = cell_of(result), result["provenance"]
+        commit = provenance.get("code_commit", provenance["commit"])
+        label = METHOD_LABELS.get(cell.method, cell.method) + ("" if cell.widths == "uniform" else f" ({cell.widths})")
+        rows.append({
+            "table": path.parent.name, "scale": result["scale"], "network": MODEL_LABELS.get(cell.model, cell.model),
+            "criterion": label, "seeds": " ".join(map(str, result["protocol"]["calibration_seeds"])),
+            "cell id": cell.id, "commit": commit[:10] + ("+dirty" if commit.endswith("+dirty") else ""),
+            "CPU": provenance["hardware"]["cpu"], "threads": provenance["hardware"]["torch_threads"],
+            "finished (UTC)": provenance["time_utc"][:16].replace("T", " "),
+            "wall (h)": result["seconds"]["total"] / 3600,
+        })
+    return pd.DataFrame(rows).sort_values(["table", "finished (UTC)"], ignore_index=True)
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m ibprune_lib.records", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m ibprune_lib.harness.records", description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="a results folder, e.g. results/cpu")
     args = parser.parse_args(argv)
     changed = 0
