@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import IMAGENET_MEAN_STD, DatasetNotFoundError, ImageData
+from .errors import OptionError
 
 def imagenet_folder(path: str | os.PathLike, train: bool = False, image_size: int = 224):
     """ImageNet as a torchvision ``ImageFolder`` with the standard transforms.
@@ -76,15 +77,16 @@ def load_image_folder(
     from torchvision.transforms.v2 import functional as TF
 
     if image_size is not None and image_size < 8:
-        raise ValueError(f"--image-size must be >= 8 pixels, got {image_size}")
+        raise OptionError(f"{{image_size}} must be >= 8 pixels, got {image_size}")
     root = Path(root)
     splits = []
     for names in IMAGE_FOLDER_SPLITS:
         folder = next((root / name for name in names if (root / name).is_dir()), None)
         if folder is None:
             raise DatasetNotFoundError(
-                f"{root} has no {' or '.join(f'{name}/' for name in names)} folder. Fix: pass --data-folder a folder "
-                "with train/ and val/, each holding one subfolder of images per class (torchvision's ImageFolder)."
+                f"{root} has no {' or '.join(f'{name}/' for name in names)} folder. Fix: pass as root (CLI: "
+                "--data-folder) a folder with train/ and val/, each holding one subfolder of images per class "
+                "(torchvision's ImageFolder)."
             )
         splits.append(folder)
     try:
@@ -115,7 +117,7 @@ def load_image_folder(
             if image.shape[1] != image.shape[2] or (images and image.shape != images[0].shape):
                 raise DatasetNotFoundError(
                     f"{path} is {image.shape[2]}×{image.shape[1]} where square images of one size were expected. "
-                    "Fix: pass --image-size N to resize every image to N×N."
+                    "Fix: pass image_size=N (CLI: --image-size N) to resize every image to N×N."
                 )
             images.append(image)
         arrays.append((torch.stack(images), torch.tensor([label for _, label in samples], dtype=torch.int64)))

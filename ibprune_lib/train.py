@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .data import ImageData, augment, normalise
+from .errors import OptionError
 from .provenance import provenance, save_torch
 
 SCHEDULES = ("cosine", "step", "onecycle")
@@ -131,13 +132,13 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as error:
-        raise ValueError(f"--device {name!r} is not a device ({error}); use cpu, cuda or cuda:N") from None
+        raise OptionError(f"{{device}} {name!r} is not a device ({error}); use cpu, cuda or cuda:N") from None
     if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"--device {name!r}: use cpu, cuda or cuda:N")
+        raise OptionError(f"{{device}} {name!r}: use cpu, cuda or cuda:N")
     if device.type == "cuda":
         available = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if (device.index or 0) >= available:
-            raise ValueError(f"--device {name}: this machine has {available} CUDA device(s); use --device cpu")
+            raise OptionError(f"{{device}} {name}: this machine has {available} CUDA device(s); use {{device}} cpu")
     return device
 
 
@@ -186,7 +187,7 @@ def recalibrate_batchnorm(
         ValueError: ``batches`` < 1 or ``batch_size`` < 2.
     """
     if batches < 1:
-        raise ValueError(f"--recalibrate-bn must be >= 1 batch, got {batches}; use 0 to skip the stage")
+        raise OptionError(f"{{batches}} must be >= 1 batch, got {batches}; leave the recalibration out to skip it")
     if batch_size < 2:
         raise ValueError(f"recalibration batch size must be >= 2, got {batch_size}")
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]

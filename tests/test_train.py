@@ -120,5 +120,5 @@ def test_batchnorm_recalibration_is_the_plain_average_of_its_batches():
     torch.testing.assert_close(model[1].running_mean, batch_means.mean(0))
     assert model[1].momentum == 0.1 and not model.training  # restored
     assert recalibrate_batchnorm(nn.Sequential(nn.Conv2d(3, 4, 3)), images, "resnet20", batches=1) == 0
-    with pytest.raises(ValueError, match="--recalibrate-bn must be >= 1"):
+    with pytest.raises(ValueError, match="batches must be >= 1"):
         recalibrate_batchnorm(model, images, "resnet20", batches=0)

@@ -25,7 +25,8 @@ from .experiments import parse_until, run_experiments
 PYTHON_NAMES_AS_FLAGS = {
     "target_flops": "--target-flops", "target_params": "--target-params", "skip_first": "--skip-first",
     "min_width": "--min-width", "batch_size": "--batch-size", "round_to": "--round-to",
-    "allocation": "--allocation", "widths": "--widths",
+    "allocation": "--allocation", "widths": "--widths", "device": "--device", "image_size": "--image-size",
+    "batches": "--recalibrate-bn",
 }
 
 
