@@ -13,7 +13,7 @@ import argparse
 import time
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from common import add_common_arguments, calibration_images, layer_features, load_benchmark_model, record
 

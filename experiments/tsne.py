@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ibprune_lib.data import calibration_batch, load_cifar
 from ibprune_lib.embedding import penultimate_features, separation, tsne_map

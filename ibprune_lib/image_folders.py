@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .data import IMAGENET_MEAN_STD, DatasetNotFoundError, ImageData
 from .errors import OptionError

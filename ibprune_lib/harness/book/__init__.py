@@ -75,9 +75,6 @@ SMALLEST_FONT_PT = 9
 def use_style() -> None:
     """The book's matplotlib defaults (readable at the page width, light grid, constrained layout), and no warnings
     that would put a stderr block on a page."""
-    # tqdm.auto (the λ search's progress bar) warns in a kernel without ipywidgets; the notebooks never show
-    # progress bars, and a stray stderr line would fail the strict book build.
-    warnings.filterwarnings("ignore", message="IProgress not found")
     # GraphLasso's operator norm goes through a sparse CSR product, which torch flags as beta on first use.
     warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
     import matplotlib as mpl

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ...counting import count
 from ...data import NUM_CLASSES, ImageData, calibration_batch, hold_out_validation, load_cifar
