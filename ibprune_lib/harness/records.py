@@ -24,7 +24,8 @@ import pandas as pd
 from ..provenance import save_json
 from ..train import TrainConfig
 from .grid import PROTOCOLS, Cell, Protocol
-from .paper import METHOD_LABELS, MODEL_LABELS
+from .paper import MODEL_LABELS
+from .report import method_label
 
 
 def cell_of(result: dict) -> Cell:
@@ -87,10 +88,9 @@ def provenance_table(root: Path) -> pd.DataFrame:
         result = json.loads(path.read_text())
         cell, provenance = cell_of(result), result["provenance"]
         commit = provenance.get("code_commit", provenance["commit"])
-        label = METHOD_LABELS.get(cell.method, cell.method) + ("" if cell.widths == "uniform" else f" ({cell.widths})")
         rows.append({
             "table": path.parent.name, "scale": result["scale"], "network": MODEL_LABELS.get(cell.model, cell.model),
-            "criterion": label, "seeds": " ".join(map(str, result["protocol"]["calibration_seeds"])),
+            "criterion": method_label(cell), "seeds": " ".join(map(str, result["protocol"]["calibration_seeds"])),
             "cell id": cell.id, "commit": commit[:10] + ("+dirty" if commit.endswith("+dirty") else ""),
             "CPU": provenance["hardware"]["cpu"], "threads": provenance["hardware"]["torch_threads"],
             "finished (UTC)": provenance["time_utc"][:16].replace("T", " "),
