@@ -1,4 +1,4 @@
-"""Fetch a missing file once, verified by its sha256: the public pretrained CIFAR ResNets.
+"""Fetch a missing file once, verified by its sha256: the public pretrained CIFAR ResNets and ImageNet ResNet-50.
 
     path = pretrained_weights("resnet56-4bfd9763.th")   # $IBPRUNE_WEIGHTS/resnet56-4bfd9763.th, fetched if missing
 
@@ -25,8 +25,12 @@ PRETRAINED = {
                              "12fca82f0bebc4135bf1f32f6e3710e61d5108578464b84fd6d7f5c1b04036c8"),
     "resnet56-4bfd9763.th": (_AKAMASTER + "resnet56-4bfd9763.th",
                              "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367"),
+    "resnet50-0676ba61.pth": ("https://download.pytorch.org/models/resnet50-0676ba61.pth", "0676ba61"),
 }
-"""File name → (URL, sha256) of the pretrained weights the library can fetch (akamaster, BSD-2-Clause)."""
+"""File name → (URL, sha256) of the pretrained weights the library can fetch: akamaster's CIFAR ResNets (BSD-2-Clause,
+full sha256) and torchvision's ImageNet ResNet-50 (``IMAGENET1K_V1``, BSD-3-Clause), for which torchvision publishes
+only the sha256's first 8 hex digits, in the file name, and checks those (``torch.hub``'s ``check_hash``): a
+prefix is checked as a prefix."""
 
 
 def sha256_of(path: str | os.PathLike) -> str:
@@ -44,7 +48,7 @@ def fetch(url: str, destination: str | os.PathLike, sha256: str, timeout: float 
     Args:
         url: where the file is.
         destination: where it goes (its folder is created).
-        sha256: the expected digest.
+        sha256: the expected digest, or its first hex digits where only those are published.
         timeout: seconds to wait for the server.
         progress: show a tqdm bar.
 
@@ -68,7 +72,7 @@ def fetch(url: str, destination: str | os.PathLike, sha256: str, timeout: float 
                     out.write(block)
                     bar.update(len(block))
         got = sha256_of(temporary)
-        if got != sha256:
+        if not got.startswith(sha256):
             raise ValueError(f"{url}: sha256 {got} differs from the expected {sha256}; the download was deleted")
         os.replace(temporary, destination)
     except (urllib.error.URLError, OSError) as error:

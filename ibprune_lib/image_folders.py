@@ -1,9 +1,9 @@
-"""Image folders in torchvision's ``ImageFolder`` layout: your own images read into memory, and ImageNet.
+"""Image folders in torchvision's ``ImageFolder`` layout: your own images, read into memory.
 
 ``load_image_folder(root, image_size)`` reads ``root/train/<class>/*`` and ``root/val/<class>/*`` into the same
 in-memory form as CIFAR (``data.ImageData``), every image resized and centre-cropped to ``image_size``², so that
-calibration, fine-tuning and evaluation treat it exactly as CIFAR. ``imagenet_folder`` is ImageNet as a
-torchvision dataset with the standard transforms.
+calibration, fine-tuning and evaluation treat it exactly as CIFAR. A folder too large for memory (ImageNet) is
+streamed instead: ``streaming.open_stream``.
 """
 
 from __future__ import annotations
@@ -14,36 +14,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .data import IMAGENET_MEAN_STD, DatasetNotFoundError, ImageData
+from .data import DatasetNotFoundError, ImageData
 from .errors import OptionError
-
-def imagenet_folder(path: str | os.PathLike, train: bool = False, image_size: int = 224):
-    """ImageNet as a torchvision ``ImageFolder`` with the standard transforms.
-
-    Args:
-        path: a folder with ``train/`` and ``val/``, one subfolder per class.
-        train: random-resized-crop + flip (train) or resize 256 + centre crop (val).
-        image_size: crop size.
-
-    Raises:
-        DatasetNotFoundError: the split folder does not exist.
-    """
-    from torchvision import datasets, transforms
-
-    split = Path(path) / ("train" if train else "val")
-    if not split.is_dir():
-        raise DatasetNotFoundError(
-            f"ImageNet split not found at {split}. Fix: pass the folder that holds train/ and val/ with one "
-            "subfolder per class (the standard ILSVRC2012 layout)."
-        )
-    mean, std = IMAGENET_MEAN_STD
-    steps = (
-        [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip()]
-        if train
-        else [transforms.Resize(int(image_size * 256 / 224)), transforms.CenterCrop(image_size)]
-    )
-    return datasets.ImageFolder(str(split), transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(mean, std)]))
-
 
 IMAGE_FOLDER_SPLITS = (("train",), ("val", "test"))
 """The subfolders of an image-folder root: training images, then the held-out ones (``val`` or ``test``)."""

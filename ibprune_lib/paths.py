@@ -1,6 +1,7 @@
 """Where things are: the one place that knows the project's folders and the variables that move them.
 
-Each folder is found when it is asked for, never at import: ``$IBPRUNE_DATA`` (datasets), ``$IBPRUNE_WEIGHTS``
+Each folder is found when it is asked for, never at import: ``$IBPRUNE_DATA`` (datasets), ``$IBPRUNE_IMAGENET``
+(ImageNet's folder), ``$IBPRUNE_WEIGHTS``
 (pretrained weights), ``$IBPRUNE_WORK`` (the grid's working files), ``$IBPRUNE_RESULTS`` (the grid's results),
 each defaulting to a folder of the checkout this package runs from (:data:`REPO_ROOT`).
 """
@@ -21,6 +22,12 @@ def _folder(variable: str, default: str) -> Path:
 def data_dir() -> Path:
     """Datasets: ``$IBPRUNE_DATA``, else the checkout's ``data/``."""
     return _folder("IBPRUNE_DATA", "data")
+
+
+def imagenet_dir() -> Path:
+    """ImageNet (or any folder in its layout, ``train/`` and ``val/`` with a subfolder per class), streamed:
+    ``$IBPRUNE_IMAGENET``, else ``imagenet/`` in the data folder."""
+    return Path(os.environ.get("IBPRUNE_IMAGENET") or data_dir() / "imagenet")
 
 
 def weights_dir() -> Path:

@@ -1,4 +1,5 @@
-"""Training, fine-tuning and evaluation on in-memory CIFAR, checkpointed every epoch and resumable.
+"""Training, fine-tuning and evaluation, in memory (CIFAR) or streamed (an image folder), alone or under torchrun,
+checkpointed every epoch and resumable.
 
 Determinism is by construction: epoch ``e``'s permutation, crops and flips come from a generator seeded
 with ``(seed, e)``, and the learning rate is a pure function of the global step. A run killed at any point
@@ -20,12 +21,14 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from . import distributed
 from .data import ImageData, augment, normalise
 from .errors import OptionError
 from .provenance import provenance, save_torch
+from .streaming import FolderStream, evaluation_batches, recalibration_images, training_batches
 
 SCHEDULES = ("cosine", "step", "onecycle")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,10 @@ class TrainConfig:
         seed: seeds initial order, crops and flips.
         train_subset: use only this many (seeded) training images; None for all.
         channels_last: run convolutions in NHWC (faster on CPU).
-        precision: ``"fp32"``, or ``"bf16"`` for mixed precision (bf16 autocast of the forward pass;
-            weights, gradients and optimizer state stay fp32). Faster on a CPU with AVX512-BF16 or AMX
-            (``benchmarks/bench_train_precision.py`` measures by how much); evaluation always runs in fp32.
+        precision: ``"fp32"``; ``"bf16"`` for mixed precision (bf16 autocast of the forward pass; weights,
+            gradients and optimizer state stay fp32), fast on CUDA and on a CPU with AVX512-BF16 or AMX
+            (``benchmarks/bench_train_precision.py`` measures by how much); or ``"fp16"`` on CUDA (fp16 autocast
+            with a gradient scaler, for GPUs without bf16). Evaluation always runs in fp32.
     """
 
     model: str
@@ -158,7 +162,7 @@ def has_fast_bf16(device: torch.device) -> bool:
 @torch.no_grad()
 def recalibrate_batchnorm(
     model: nn.Module,
-    images: torch.Tensor,
+    images: torch.Tensor | FolderStream,
     normalization: str | tuple,
     batches: int = 40,
     batch_size: int = 128,
@@ -173,7 +177,8 @@ def recalibrate_batchnorm(
 
     Args:
         model: the network, modified in place.
-        images: (N, 3, h, w) uint8 pool, usually the training set.
+        images: (N, 3, h, w) uint8 pool, usually the training set, or a streamed folder (its training images,
+            centre-cropped).
         normalization: the input normalisation (a model name stands for its own, see ``data.mean_std_for``).
         batches: how many batches (≥ 1); 40 batches of 128 settle ResNet and VGG statistics.
         batch_size: images per batch (≥ 2: BatchNorm needs a batch statistic).
@@ -201,12 +206,14 @@ def recalibrate_batchnorm(
         norm.reset_running_stats()
         norm.momentum = None  # cumulative moving average: every batch weighs the same
         norm.train()
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    if isinstance(images, FolderStream):
+        pool = (batch for batch, _ in recalibration_images(images, batches, batch_size, seed))
+    else:
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+        pool = (images[order[(b * batch_size) % len(images):][:batch_size]] for b in range(batches))
     try:
-        for b in tqdm(range(batches), desc="BN recalibration", disable=not progress, leave=False):
-            batch = order[(b * batch_size) % len(images):][:batch_size]
-            x = normalise(images[batch].to(device), normalization)
-            model(x.contiguous(memory_format=torch.channels_last))
+        for batch in tqdm(pool, total=batches, desc="BN recalibration", disable=not progress, leave=False):
+            model(normalise(batch.to(device), normalization).contiguous(memory_format=torch.channels_last))
     finally:
         for norm, momentum in zip(norms, momenta):
             norm.momentum = momentum
@@ -224,9 +231,39 @@ def _train_indices(data: ImageData, config: TrainConfig) -> torch.Tensor:
     return torch.randperm(len(data.x_train), generator=torch.Generator().manual_seed(config.seed))[: config.train_subset]
 
 
+def _steps_per_epoch(data: ImageData | FolderStream, config: TrainConfig) -> int:
+    if isinstance(data, FolderStream):
+        return len(data.train) // config.batch_size  # the stream drops the last incomplete batch
+    return math.ceil(len(_train_indices(data, config)) / config.batch_size)
+
+
+def _epoch_batches(data: ImageData | FolderStream, config: TrainConfig, epoch: int, device: torch.device):
+    """This rank's augmented uint8 training batches of one epoch, ``(images, labels)`` on ``device``.
+
+    In memory, each global batch of the seeded order is split over the ranks (rank r takes every world-th image),
+    so one process and several read the same images in the same steps."""
+    if isinstance(data, FolderStream):
+        for images, labels in training_batches(data, config.batch_size, config.seed, epoch, device):
+            yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        return
+    generator = _epoch_generator(config.seed, epoch)
+    indices = _train_indices(data, config)
+    order = indices[torch.randperm(len(indices), generator=generator)]
+    for step in range(_steps_per_epoch(data, config)):
+        batch = order[step * config.batch_size : (step + 1) * config.batch_size]
+        images = augment(data.x_train[batch].to(device), generator)  # the whole batch: the same draws on every rank
+        share = slice(distributed.rank(), None, distributed.world_size())
+        yield images[share], data.y_train[batch][share].to(device)
+
+
+def _autocast(device: torch.device, precision: str):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
 def fit(
     model: nn.Module,
-    data: ImageData,
+    data: ImageData | FolderStream,
     config: TrainConfig,
     checkpoint: str | Path | None = None,
     test_subset: int | None = None,
@@ -235,14 +272,18 @@ def fit(
 ) -> TrainResult:
     """Train ``model`` in place with SGD, checkpointing after every epoch and resuming from ``checkpoint``.
 
+    Under ``torchrun`` (``distributed.setup`` called first) every rank runs ``fit`` on its own copy of the same
+    weights: the model is wrapped in ``DistributedDataParallel``, each global batch is split over the ranks, rank 0
+    alone writes the checkpoint, and a resumed run restores every rank from it.
+
     Args:
         model: the network; trained in place (a pruned model is fine-tuned the same way).
-        data: in-memory images (CIFAR or an image folder).
+        data: in-memory images (CIFAR or an image folder), or a streamed folder (``streaming.open_stream``).
         config: the recipe.
         checkpoint: file for the per-epoch checkpoint; when it exists, training resumes from it (it must
             have been written with the same config, by a run that started from the same weights as ``model``).
         test_subset: evaluate on the first N test images after each epoch (None: all).
-        progress: show tqdm bars.
+        progress: show tqdm bars (rank 0 only).
         normalization: the input normalisation (default: ``config.model``'s, see ``data.mean_std_for``).
 
     Returns:
@@ -250,20 +291,24 @@ def fit(
         test top-1.
 
     Raises:
-        ValueError: the checkpoint was written with another config or started from other weights.
+        ValueError: the checkpoint was written with another config or started from other weights; fp16 off CUDA.
     """
     started_from = state_fingerprint(model)
     normalization = config.model if normalization is None else normalization
     device = model_device(model)
+    if config.precision == "fp16" and device.type != "cuda":
+        raise OptionError("{precision} fp16 needs CUDA (it scales the loss for a GPU's half precision): use fp32, "
+                          "or bf16 on a CPU with AVX512-BF16 or AMX")
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, nesterov=config.nesterov,
         weight_decay=config.weight_decay,
     )
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     result, start_epoch = TrainResult(), 0
     if checkpoint is not None and Path(checkpoint).is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
         if state["config"] != asdict(config):
             raise ValueError(
                 f"{checkpoint} was written by another recipe; delete it or pass the same arguments.\n"
@@ -276,50 +321,84 @@ def fit(
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         result.history, start_epoch, result.wall_seconds = state["history"], state["epoch"], state["wall_seconds"]
 
-    indices = _train_indices(data, config)
-    steps_per_epoch = math.ceil(len(indices) / config.batch_size)
+    trained = model
+    if distributed.active():
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    steps_per_epoch = _steps_per_epoch(data, config)
     total_steps = steps_per_epoch * config.epochs
+    show = progress and distributed.is_main()
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
-        generator = _epoch_generator(config.seed, epoch)
-        order = indices[torch.randperm(len(indices), generator=generator)]
         model.train()
-        loss_sum, correct = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
-        for step in bar:
+        loss_sum, correct, seen = 0.0, 0, 0
+        bar = tqdm(_epoch_batches(data, config, epoch, device), total=steps_per_epoch,
+                   desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show, leave=False)
+        for step, (images, labels) in enumerate(bar):
             lr = learning_rate(epoch * steps_per_epoch + step, total_steps, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            batch = order[step * config.batch_size : (step + 1) * config.batch_size]
-            images = normalise(augment(data.x_train[batch].to(device), generator), normalization)
-            labels = data.y_train[batch].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                logits = model(images.contiguous(memory_format=memory_format))
+            with _autocast(device, config.precision):
+                logits = trained(normalise(images, normalization).contiguous(memory_format=memory_format))
             loss = F.cross_entropy(logits.float(), labels, label_smoothing=config.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.item() * len(batch)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.item() * len(labels)
             correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{lr:.4f}")
-        test_top1 = evaluate(model, data.x_test[:test_subset], data.y_test[:test_subset], normalization, progress=False)
+        distributed.share_buffers(model)
+        loss_sum, correct, seen = distributed.sum_over_ranks([loss_sum, correct, seen], device)
+        test_top1 = top1(model, data, normalization, limit=test_subset)
         seconds = time.perf_counter() - started
         result.wall_seconds += seconds
         result.history.append({
-            "epoch": epoch + 1, "loss": loss_sum / len(indices), "train_top1": 100 * correct / len(indices),
+            "epoch": epoch + 1, "loss": loss_sum / seen, "train_top1": 100 * correct / seen,
             "test_top1": test_top1, "lr": lr, "seconds": seconds, "threads": torch.get_num_threads(),
+            **({"processes": distributed.world_size()} if distributed.active() else {}),
         })  # threads per epoch: a run resumed with another thread count is valid but not bitwise the same
-        if checkpoint is not None:
+        if checkpoint is not None and distributed.is_main():
             save_torch(checkpoint, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch + 1,
                 "history": result.history, "wall_seconds": result.wall_seconds, "config": asdict(config),
                 "started_from": started_from, "provenance": provenance(),
+                **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {}),
             })
+        distributed.broadcast(None)  # no rank starts the next epoch before the checkpoint is written
     model.to(memory_format=torch.contiguous_format)
     result.test_top1 = result.history[-1]["test_top1"] if result.history else None
     return result
+
+
+def top1(model: nn.Module, data: ImageData | FolderStream, normalization: str | tuple, limit: int | None = None,
+         progress: bool = False) -> float:
+    """Top-1 in percent on the first ``limit`` test (or, streamed, validation) images of ``data`` (None: all).
+
+    A streamed folder is split over the ranks under ``torchrun`` and the ranks' counts summed; ``progress`` shows a
+    tqdm bar (rank 0's)."""
+    if not isinstance(data, FolderStream):
+        return evaluate(model, data.x_test[:limit], data.y_test[:limit], normalization, progress=progress)
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    hits = total = 0
+    try:
+        with torch.inference_mode():
+            batches = evaluation_batches(data, device, limit)
+            for images, labels in tqdm(batches, desc="eval", disable=not (progress and distributed.is_main()),
+                                       leave=False):
+                x = normalise(images.to(device), normalization).contiguous(memory_format=torch.channels_last)
+                hits += (model(x).argmax(1) == labels.to(device)).sum().item()
+                total += len(labels)
+    finally:
+        model.train(was_training)
+    hits, total = distributed.sum_over_ranks([hits, total], device)
+    return 100.0 * hits / total
 
 
 @torch.inference_mode()

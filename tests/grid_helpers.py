@@ -68,3 +68,21 @@ def two_cell_grid(tmp_path: Path) -> Grid:
     text = TABLE.replace('method="l1", target_flops=0.6)]',
                          f'method="l1", target_flops=0.6), Cell("resnet56", {weights}, method="fpgm", target_flops=0.6)]')
     return Grid(str(write_table(tmp_path, text)), "smoke", results=tmp_path / "results", work=tmp_path / "runs")
+
+
+def write_imagenet_folder(root: Path, classes: int = 10, train: int = 24, val: int = 4, size: int = 64) -> Path:
+    """A tiny folder in ImageNet's layout (``train/`` and ``val/``, one ``nXXXXXXXX`` folder per class) of seeded
+    JPEG images whose class shows in their mean colour, so that a few steps of training can learn something."""
+    import numpy as np
+    from PIL import Image
+
+    generator = np.random.default_rng(0)
+    for split, n in (("train", train), ("val", val)):
+        for label in range(classes):
+            folder = root / split / f"n{label:08d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            tint = generator.integers(0, 255, 3)
+            for i in range(n):
+                pixels = generator.integers(0, 90, (size, size, 3)) + tint * 0.6
+                Image.fromarray(pixels.clip(0, 255).astype(np.uint8)).save(folder / f"{split}_{label}_{i}.JPEG")
+    return root

@@ -152,25 +152,6 @@ def test_a_damaged_cifar100_archive_is_a_clear_error_and_leaves_no_cache(tmp_pat
     assert not (tmp_path / "cifar100-jpg.npz").exists()
 
 
-def test_an_imagenet_layout_folder_loads_through_imagenet_folder(tmp_path):
-    from PIL import Image
-
-    from ibprune_lib.image_folders import imagenet_folder
-
-    for split in ("train", "val"):
-        for name in ("n01440764", "n01443537"):
-            (tmp_path / split / name).mkdir(parents=True)
-            for i in range(3):
-                Image.new("RGB", (300 + 10 * i, 260), (60 * i, 100, 200)).save(tmp_path / split / name / f"{i}.JPEG")
-    val = imagenet_folder(tmp_path)
-    train = imagenet_folder(tmp_path, train=True, image_size=64)
-    assert len(val) == len(train) == 6 and val.classes == ["n01440764", "n01443537"]
-    image, label = val[4]
-    assert image.shape == (3, 224, 224) and label == 1 and train[0][0].shape == (3, 64, 64)
-    with pytest.raises(DatasetNotFoundError, match="pass the folder that holds train/ and val/"):
-        imagenet_folder(tmp_path / "nothing")
-
-
 def test_a_validation_split_is_class_balanced_disjoint_and_the_same_every_time():
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(10).repeat_interleave(40)

@@ -119,7 +119,7 @@ def test_table8_is_vgg16_on_cifar100_at_the_papers_flops_budget():
 
 def test_an_untrained_cell_starts_from_the_same_seeded_network_every_time():
     cell = Cell("resnet20", weights=UNTRAINED, method="l1", target_flops=0.5)
-    (first, name, size), (second, _, _) = _starting_model(cell), _starting_model(cell)
+    (first, name, size), (second, _, _) = _starting_model(cell, 10), _starting_model(cell, 10)
     assert name == "resnet20" and size == (3, 32, 32) and not first.training
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
 

@@ -1,4 +1,4 @@
-"""The grid's shell recipes: recipes/grid_cpu.sh and recipes/googlenet_gpu.sh."""
+"""The grid's shell recipes: recipes/grid_cpu.sh, recipes/googlenet_gpu.sh and recipes/slurm-array.sh."""
 
 from __future__ import annotations
 
@@ -141,3 +141,21 @@ def test_googlenet_gpu_refuses_bad_settings_in_one_line(tmp_path, variable, valu
     refused = subprocess.run(["bash", str(GOOGLENET_GPU), *([value] if variable == "EPOCHS" else [])], env=env,
                              capture_output=True, text=True)
     assert refused.returncode == 2 and refused.stderr.strip() == message
+
+
+SLURM_ARRAY = REPO_ROOT / "recipes" / "slurm-array.sh"
+
+
+@pytest.mark.parametrize("gpus, launcher", [("2", " -m torch.distributed.run --standalone --nproc_per_node 2 -m "),
+                                            ("1", f"{sys.executable} -m ibprune_lib ")])
+def test_slurm_array_runs_its_task_s_cell_on_the_node_s_gpus_under_torchrun(gpus, launcher):
+    environment = {**os.environ, "DRY_RUN": "1", "GPUS": gpus, "SLURM_ARRAY_TASK_ID": "1", "PYTHON": sys.executable}
+    run = subprocess.run(["bash", str(SLURM_ARRAY), "table2", "paper"], env=environment, capture_output=True,
+                         text=True, timeout=120)
+    second = load_table("table2", "paper")[1].id
+    assert run.returncode == 0, run.stderr
+    assert (launcher in run.stdout) and (("torch.distributed.run" in run.stdout) == (gpus == "2"))
+    assert f"experiments run table2 --scale paper --cell {second} --device cuda" in run.stdout
+    outside = subprocess.run(["bash", str(SLURM_ARRAY), "table2", "paper"], capture_output=True, text=True,
+                             env={**environment, "SLURM_ARRAY_TASK_ID": "99"}, timeout=120)
+    assert outside.returncode == 2 and "no cell on line 99 of 'table2'" in outside.stderr

@@ -25,14 +25,14 @@ from grid_helpers import TABLE, comparable, grid_args, run_cli, write_table
 
 def test_the_unpruned_top1_is_evaluated_once_per_network_and_test_set(tmp_path, monkeypatch):
     evaluated = []
-    monkeypatch.setattr(runner, "evaluate", lambda model, x, y, name, progress: evaluated.append(len(x)) or 12.5)
+    monkeypatch.setattr(runner, "top1", lambda model, data, name, limit: evaluated.append(limit) or 12.5)
     cell = Cell("resnet20", weights=UNTRAINED, method="l1", target_flops=0.5)
     model = torch.nn.Conv2d(3, 4, 1)
-    x, y = torch.zeros(6, 3, 8, 8, dtype=torch.uint8), torch.zeros(6, dtype=torch.long)
+    data = "a dataset of at least 6 test images"
     for n in (6, 6, 4, 4):
-        assert _unpruned_top1(cell, model, "resnet20", x[:n], y[:n], tmp_path) == 12.5
+        assert _unpruned_top1(cell, model, "resnet20", data, n, tmp_path) == 12.5
     assert evaluated == [6, 4] and len(list(tmp_path.glob("untrained-resnet20-cifar10-*-cpu.json"))) == 2
-    _unpruned_top1(cell, model, "resnet20", x, y, None)
+    _unpruned_top1(cell, model, "resnet20", data, 6, None)
     assert evaluated == [6, 4, 6]  # no memo: evaluated every time
 
 
@@ -85,8 +85,8 @@ def test_a_bf16_cell_fine_tunes_in_bf16_where_the_hardware_has_it_and_is_not_run
     assert precisions == ["bf16"] and result["finetune"]["precision"] == "bf16"
     assert result["protocol"]["finetune"]["precision"] == "bf16"  # what ran, not the scale's recipe (fp32)
     assert "fp32" not in result["protocol"]["note"] and result["protocol"]["threads"] == torch.get_num_threads()
-    with pytest.raises(ValueError, match="finetune_precision must be None or one of fp32, bf16, got 'fp16'"):
-        replace(cell, finetune_precision="fp16").check()
+    with pytest.raises(ValueError, match="finetune_precision must be None or one of fp32, bf16, fp16, got 'fp8'"):
+        replace(cell, finetune_precision="fp8").check()
 
 
 def test_the_ablations_smoke_cell_regresses_raw_maps_and_fine_tunes_for_its_own_epochs(tmp_path, shared_weights):
@@ -109,9 +109,9 @@ def test_the_study_smoke_cell_passes_its_option_and_stops_after_recalibration(tm
     knn_graph = ibprune_lib.selection.knn_graph_from_correlation
     monkeypatch.setattr(ibprune_lib.selection, "knn_graph_from_correlation",
                         lambda R, k: calls.append(k) or knn_graph(R, k))
-    calibration_batch, recalibrate = runner.calibration_batch, runner.recalibrate_batchnorm
-    monkeypatch.setattr(runner, "calibration_batch",
-                        lambda images, *a, **kw: pools.append(len(images)) or calibration_batch(images, *a, **kw))
+    draw, recalibrate = runner.draw_calibration, runner.recalibrate_batchnorm
+    monkeypatch.setattr(runner, "draw_calibration",
+                        lambda data, *a, **kw: pools.append(len(data.x_train)) or draw(data, *a, **kw))
     monkeypatch.setattr(runner, "recalibrate_batchnorm",
                         lambda model, images, *a, **kw: pools.append(len(images)) or recalibrate(model, images, *a, **kw))
     grid = Grid("study", "smoke", results=tmp_path / "results", work=tmp_path / "runs")

@@ -13,7 +13,10 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                              "(torchvision's ImageFolder layout), read into memory")
     parser.add_argument("--image-size", type=int, default=None, metavar="N",
                         help="with --data-folder: resize and centre-crop every image to N×N (default: keep the "
-                             "files' size, which must then be square and common)")
+                             "files' size, which must then be square and common; with --stream, 224)")
+    parser.add_argument("--stream", action="store_true",
+                        help="with --data-folder: read the images as they are used, by DataLoader workers with "
+                             "ImageNet's augmentation, instead of into memory (ImageNet-sized folders; torchrun)")
     parser.add_argument("--normalization", type=normalization, default=None,
                         help="input normalisation: imagenet (default; the zoo's and torchvision's), cifar, or "
                              "MEAN,MEAN,MEAN/STD,STD,STD in [0, 1] units")
@@ -76,14 +79,20 @@ def add_progress_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def load_data(args):
-    """The dataset the flags name: ``--data-folder``'s images, or CIFAR."""
+    """The dataset the flags name: ``--data-folder``'s images (in memory, or streamed with ``--stream``), or CIFAR."""
     from ..data import load_cifar
     from ..image_folders import load_image_folder
+
+    from ..streaming import open_stream
 
     if args.data_folder is not None:
         if args.dataset is not None or args.data is not None or args.download:
             raise ValueError("--data-folder replaces CIFAR: drop --dataset, --data and --download")
+        if args.stream:
+            return open_stream(args.data_folder, args.image_size or 224)
         return load_image_folder(args.data_folder, args.image_size, progress=args.progress)
+    if args.stream:
+        raise ValueError("--stream reads a --data-folder as it is used; CIFAR is held in memory: drop --stream")
     if args.image_size is not None:
         raise ValueError("--image-size applies to --data-folder images; CIFAR's are 32×32: drop it")
     return load_cifar(args.dataset or "cifar10", args.data, args.download)

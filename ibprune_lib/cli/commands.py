@@ -10,14 +10,16 @@ from pathlib import Path
 
 import torch
 
+from .. import distributed
 from .arguments import check_at_least, load_data
 
 def run_train(args) -> int:
     from ..models import get_model, load_weights
     from ..provenance import provenance, save_json, save_torch
-    from ..train import TrainConfig, evaluate, fit, resolve_device
+    from ..streaming import test_size
+    from ..train import TrainConfig, fit, resolve_device, top1
 
-    device = resolve_device(args.device)
+    device = distributed.setup(resolve_device(args.device))  # under torchrun: join the other processes
     data = load_data(args)
     normalization = args.normalization or "imagenet"
     config = TrainConfig(
@@ -32,15 +34,18 @@ def run_train(args) -> int:
         load_weights(model, args.init)
     model.to(device)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    if distributed.is_main():
+        out.mkdir(parents=True, exist_ok=True)
     result = fit(model, data, config, checkpoint=out / "checkpoint.pt", test_subset=args.test_subset,
                  normalization=normalization, progress=args.progress)
     weights = {k: v.cpu().half() if v.is_floating_point() else v.cpu() for k, v in model.state_dict().items()}
-    file_name = re.sub(r"[^\w.-]", "_", args.model) + ".pt"
-    weights_file = save_torch(out / file_name, {"state_dict": weights, "config": asdict(config)})
+    weights_file = out / (re.sub(r"[^\w.-]", "_", args.model) + ".pt")
+    distributed.run_on_main(lambda: save_torch(weights_file, {"state_dict": weights, "config": asdict(config)}))
     reloaded = load_weights(get_model(args.model, data.num_classes), weights_file).to(device)
-    n = args.test_subset or len(data.x_test)
-    fp16_top1 = evaluate(reloaded, data.x_test[:n], data.y_test[:n], normalization, progress=args.progress)
+    n = min(args.test_subset or test_size(data), test_size(data))
+    fp16_top1 = top1(reloaded, data, normalization, limit=n, progress=args.progress)
+    if not distributed.is_main():
+        return 0
     log = {
         "model": args.model, "dataset": data.label, "config": asdict(config), "history": result.history,
         "normalization": normalization, "test_top1_final": result.test_top1, "test_top1_fp16_file": fp16_top1,
@@ -55,18 +60,20 @@ def run_train(args) -> int:
 
 def run_eval(args) -> int:
     from ..models import check_outputs, load_model
-    from ..train import evaluate, resolve_device
+    from ..streaming import test_size
+    from ..train import resolve_device, top1
 
     check_at_least(("--test-subset", args.test_subset, 1))
-    device = resolve_device(args.device)
+    device = distributed.setup(resolve_device(args.device))
     data = load_data(args)
     model, name, _, saved_normalization = load_model(args.weights, args.model, data.num_classes)
     check_outputs(model, name, data.num_classes, data.label)
     model.to(device)
-    n = args.test_subset or len(data.x_test)
-    top1 = evaluate(model.to(memory_format=torch.channels_last), data.x_test[:n], data.y_test[:n],
-                    args.normalization or saved_normalization, progress=args.progress)
-    print(f"{name}: {data.label} test top-1 {top1:.2f}% on {n} images")
+    n = min(args.test_subset or test_size(data), test_size(data))
+    accuracy = top1(model.to(memory_format=torch.channels_last), data, args.normalization or saved_normalization,
+                    limit=n, progress=args.progress)
+    if distributed.is_main():
+        print(f"{name}: {data.label} test top-1 {accuracy:.2f}% on {n} images")
     return 0
 
 
@@ -97,7 +104,6 @@ def run_count(args) -> int:
 
 
 def run_prune(args) -> int:
-    from ..data import calibration_batch
     from ..models import check_outputs, load_model, save_model
     from ..provenance import check_output_file, save_json
     from ..pruning import finetune, prune
@@ -105,7 +111,8 @@ def run_prune(args) -> int:
     from ..pruning.budget import check_round_to
     from ..pruning.pipeline import check_options, resolve_settings
     from ..selection import METHODS as IB_METHODS
-    from ..train import evaluate, recalibrate_batchnorm, resolve_device
+    from ..streaming import draw_calibration, recalibration_pool, test_size, training_size
+    from ..train import recalibrate_batchnorm, resolve_device, top1
 
     if (args.target_params is None) == (args.target_flops is None):
         raise ValueError("prune needs exactly one of --target-params and --target-flops")
@@ -126,35 +133,34 @@ def run_prune(args) -> int:
     out = Path(args.out)
     check_output_file(out, "--out")
     check_output_file(Path(f"{out}.json"), "--out")
-    device = resolve_device(args.device)
+    device = distributed.setup(resolve_device(args.device))  # under torchrun: rank 0 selects, every rank fine-tunes
     data = load_data(args)
     model, name, _, saved_normalization = load_model(args.weights, args.model, data.num_classes)
     check_outputs(model, name, data.num_classes, data.label)
     normalization = args.normalization or saved_normalization
     model.to(device)
-    if args.batch_size > len(data.x_train):
-        raise ValueError(f"--batch-size must be at most the {len(data.x_train)} training images, got {args.batch_size}")
-    images, _ = calibration_batch(data.x_train, data.y_train, args.batch_size, args.seed)
-    result = prune(
+    if args.batch_size > training_size(data):
+        raise ValueError(f"--batch-size must be at most the {training_size(data)} training images, got {args.batch_size}")
+    images, _ = draw_calibration(data, args.batch_size, args.seed)
+    result = distributed.run_on_main(lambda: prune(
         model, images, method=args.method, target_params=args.target_params, target_flops=args.target_flops,
         preset=args.preset, settings=settings, skip_first=args.skip_first, widths=args.widths,
         seed=args.seed, beta=args.beta, min_width=args.min_width,
         normalization=normalization, model_name=name, progress=args.progress, reconstruct=args.reconstruct,
         round_to=args.round_to, allocation=args.allocation,
-    )
+    ))
     report = result.report
     report["settings"]["weights"] = str(args.weights)
     report["settings"]["data"] = data.label
     report["provenance"]["command"] = " ".join(sys.argv)
-    n = args.test_subset or len(data.x_test)
-    test = lambda m: evaluate(m, data.x_test[:n], data.y_test[:n], normalization,  # noqa: E731
-                              progress=args.progress)
+    n = min(args.test_subset or test_size(data), test_size(data))
+    test = lambda m: top1(m, data, normalization, limit=n, progress=args.progress)  # noqa: E731
     stages = report["stages"] = {}
     if args.test_subset != 0:
         stages["unpruned"], stages["pruned"] = test(model), test(result.model)
         report["test_images"] = n
     if args.recalibrate_bn:
-        if recalibrate_batchnorm(result.model, data.x_train, normalization, args.recalibrate_bn, 128, args.seed,
+        if recalibrate_batchnorm(result.model, recalibration_pool(data), normalization, args.recalibrate_bn, 128, args.seed,
                                  progress=args.progress):
             report["settings"]["recalibrate_bn_batches"] = args.recalibrate_bn
             if args.test_subset != 0:
@@ -174,6 +180,8 @@ def run_prune(args) -> int:
             stages["finetuned"] = test(result.model)
     if stages:
         report["test_top1"] = list(stages.values())[-1]
+    if not distributed.is_main():
+        return 0
     _print_report(report, name, args, n)
     save_model(result.model.cpu(), out, name, size=tuple(report["input_size"]), normalization=normalization,
                report=report)

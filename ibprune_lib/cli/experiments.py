@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 import torch
 
+from .. import distributed
+
 def parse_until(text: str, now: datetime | None = None, name: str = "--until") -> datetime:
     """``--until``'s moment, local time (``recipes/grid_cpu.sh`` resolves ``UNTIL`` with it once, so that every
     table of the grid reads the same moment).
@@ -58,8 +60,10 @@ def run_experiments(args) -> int:
             print(f"{cell.id:<32} {settings[cell.id]:<{width}} {state['state']:<12} {state['detail']}")
         print(status_line(grid, states))
         return 0
-    device = resolve_device(args.device)
+    device = distributed.setup(resolve_device(args.device))  # under torchrun: join the other processes
     outcomes = grid.run(grid.select(args.cell), device, progress=args.progress, until=until)
+    if not distributed.is_main():
+        return 0
     failed = [cell.id for cell, outcome in outcomes if outcome.startswith("failed")]
     print(f"{grid.name} ({grid.scale}): " + ", ".join(
         f"{sum(o.startswith(k) for _, o in outcomes)} {k}" for k in ("done", "skipped", "failed", NOT_RUN_HERE)

@@ -23,6 +23,7 @@ from ..errors import OptionError
 from ..lasso.adaptive import NoSignalError, top_k
 from ..provenance import provenance
 from ..settings import SelectionSettings, preset_settings
+from ..streaming import FolderStream
 from ..train import TrainConfig, TrainResult, fit
 from .allocation import ALLOCATIONS, GLOBAL_MIN_WIDTH, global_keep_counts
 from .budget import (
@@ -336,7 +337,7 @@ def prune(
 
 def finetune(
     model: nn.Module,
-    data: ImageData,
+    data: ImageData | FolderStream,
     model_name: str,
     epochs: int = 30,
     lr: float = 0.01,
@@ -353,7 +354,7 @@ def finetune(
 
     Args:
         model: the pruned network, trained in place.
-        data: in-memory images (CIFAR or an image folder).
+        data: in-memory images (CIFAR or an image folder), or a streamed folder (``streaming.open_stream``).
         model_name: its model name (recorded in the recipe; its normalisation unless ``normalization`` says).
         epochs, lr, batch_size, weight_decay, seed, precision: the recipe (see
             :class:`ibprune_lib.train.TrainConfig`).

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ...paths import REPO_ROOT, weights_dir
+from ...paths import REPO_ROOT, imagenet_dir, weights_dir
 from ...pruning import get_criterion
 from ...pruning.pipeline import check_allocation, check_options
 from ...settings import PRESETS, SelectionSettings, preset_settings
@@ -25,6 +25,9 @@ LATER_FIELDS = ("use_gram", "finetune_epochs", "finetune_seed", "needs", "option
 
 RAW_MAP_METHODS = ("sglp", "stlp", "lasso")
 """The methods that can regress the raw feature maps instead of Gram matrices (``Cell.use_gram=False``)."""
+
+DATASETS = ("cifar10", "cifar100", "imagenet")
+"""A cell's datasets: CIFAR in memory, or ImageNet's folder streamed (``paths.imagenet_dir``)."""
 
 UNTRAINED = "untrained"
 """``Cell.weights`` of a network with its seeded initial weights: a smoke cell of a network with no baseline."""
@@ -40,7 +43,8 @@ class Cell:
         method: pruning criterion (``ibprune_lib.pruning.METHODS``).
         target_flops: keep ratio of the MACs, or a (lo, hi) range; exactly one of the two targets.
         target_params: keep ratio of the parameters, or a (lo, hi) range.
-        dataset: ``cifar10`` or ``cifar100``.
+        dataset: ``cifar10``, ``cifar100`` or ``imagenet`` (the folder ``paths.imagenet_dir`` names, streamed;
+            its classes are its ``train/`` subfolders).
         kernel: Gram kernel of the information-bottleneck methods (a cell with a preset other than ``paper``
             takes its preset's and leaves this at its default).
         batch_size: calibration images.
@@ -169,6 +173,10 @@ class Cell:
         seed = self.finetune_seed
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
             raise ValueError(f"cell {self.id}: finetune_seed must be an int >= 0 or None, got {seed!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"cell {self.id}: dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if self.dataset == "imagenet" and self.validation is not None:
+            raise ValueError(f"cell {self.id}: a validation split is for the in-memory datasets, not a streamed one")
         if self.needs not in (None, "cuda"):
             raise ValueError(f"cell {self.id}: needs must be None or 'cuda', got {self.needs!r}")
         if self.finetune_precision not in (None, *PRECISIONS):
@@ -207,7 +215,13 @@ class Cell:
         """What a runner on ``device`` lacks to run this cell (CUDA; hardware bf16), or None when it runs it."""
         device = torch.device(device)
         if self.needs is not None and device.type != self.needs:
+            if self.dataset == "imagenet":
+                return "needs ImageNet and GPUs (--device cuda, $IBPRUNE_IMAGENET)"
             return f"needs --device {self.needs} (a GPU)"
+        if self.dataset == "imagenet" and not (imagenet_dir() / "train").is_dir():
+            return f"needs ImageNet's train/ and val/ at {imagenet_dir()} (set IBPRUNE_IMAGENET)"
+        if self.finetune_precision == "fp16" and device.type != "cuda":
+            return "needs --device cuda (fp16 fine-tuning)"
         if self.finetune_precision == "bf16" and not has_fast_bf16(device):
             return "needs a CPU with AVX512-BF16 or AMX, or --device cuda (bf16 fine-tuning)"
         return None

@@ -23,14 +23,16 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from ... import distributed
 from ...counting import count
-from ...data import NUM_CLASSES, ImageData, calibration_batch, hold_out_validation, load_cifar
+from ...data import ImageData, hold_out_validation, load_cifar
 from ...download import PRETRAINED, pretrained_weights
 from ...models import check_outputs, get_model, input_size, load_model, save_model
-from ...paths import results_dir, work_dir
+from ...paths import imagenet_dir, results_dir, work_dir
 from ...provenance import git_commit, provenance, save_json
 from ...pruning import prune
-from ...train import evaluate, fit, recalibrate_batchnorm
+from ...streaming import FolderStream, draw_calibration, open_stream, recalibration_pool, test_size
+from ...train import evaluate, fit, recalibrate_batchnorm, top1
 from .cell import UNTRAINED, Cell
 from .estimates import NOT_RUN_HERE, expected_seconds, saved_stages, seconds_before_finetuning
 from .protocol import PROTOCOLS, Protocol
@@ -154,6 +156,47 @@ class Grid:
             ``skipped (would end after --until)``, ``skipped (not timed yet: run it without --until)`` or
             ``failed: …``.
         """
+        distributed.run_on_main(lambda: self._fetch_weights(cells, device, progress))
+        datasets: dict[str, ImageData | FolderStream] = {}
+        outcomes = []
+        show = progress and distributed.is_main()
+        bar = tqdm(cells, desc=f"{self.name} ({self.scale})", disable=not show)
+        for cell in bar:
+            bar.set_postfix_str(cell.id)
+            lock = None
+            outcome = distributed.run_on_main(lambda: self._claim(cell, device, until))
+            if isinstance(outcome, int):  # rank 0 holds the cell's lock
+                lock, outcome = (outcome if distributed.is_main() else None), None
+            if outcome is not None:
+                outcomes.append((cell, outcome))
+                continue
+            try:
+                if cell.dataset not in datasets:
+                    datasets[cell.dataset] = load_dataset(cell.dataset, self.scale)
+                result = run_cell(cell, self.protocol, datasets[cell.dataset], self.work_dir(cell), device, progress,
+                                  memo=self.work / "unpruned")
+                result["table"] = self.name
+                if distributed.is_main():
+                    save_json(self.result_path(cell), result)
+                    for done_with in (self.work_dir(cell) / "error.json", self.work_dir(cell) / "finetune.pt",
+                                      self._lock_path(cell)):  # a runner that opens the lock later sees the result
+                        done_with.unlink(missing_ok=True)
+                    tqdm.write(f"{cell.id}: {summary(result)}")
+                outcomes.append((cell, "done"))
+            except Exception as error:  # one failed cell must not stop the grid; its error is kept for `status`
+                if distributed.active():
+                    raise  # the other ranks wait in a collective: end the run, torchrun stops them
+                message = f"{type(error).__name__}: {error}".splitlines()[0]
+                save_json(self.work_dir(cell) / "error.json", {"error": message, "traceback": traceback.format_exc()})
+                outcomes.append((cell, f"failed: {message}"))
+                tqdm.write(f"{cell.id}: failed: {message}")
+            finally:
+                if lock is not None:
+                    os.close(lock)
+        return outcomes
+
+    def _fetch_weights(self, cells: list[Cell], device: torch.device, progress: bool) -> None:
+        """Check the folders and fetch the public weights the cells start from, before any cell runs."""
         self.check_writable()
         for cell in cells:
             path = cell.weights_path()
@@ -161,57 +204,44 @@ class Grid:
                 continue
             name = cell.weights.removeprefix("weights:")
             if name in PRETRAINED:
-                pretrained_weights(name, progress)  # the public ResNets are fetched once, verified
+                pretrained_weights(name, progress)  # the public weights are fetched once, verified
             else:
                 fix = (f"set IBPRUNE_WEIGHTS to the folder holding {name}" if cell.weights.startswith("weights:")
                        else "train the baseline (results/cpu/baselines/README.md says how)")
                 raise FileNotFoundError(f"cell {cell.id}: no weights at {cell.weights_path()}. Fix: {fix}")
-        datasets: dict[str, ImageData] = {}
-        outcomes = []
-        bar = tqdm(cells, desc=f"{self.name} ({self.scale})", disable=not progress)
-        for cell in bar:
-            bar.set_postfix_str(cell.id)
-            if self.result_path(cell).is_file():
-                outcomes.append((cell, "skipped (done)"))
-                continue
-            missing = cell.missing_on(device)
-            if missing is not None:
-                outcomes.append((cell, f"{NOT_RUN_HERE}: {missing}"))
-                continue
-            expected = expected_seconds(self, cell) if until is not None else None
-            if until is not None and expected is None:
-                outcomes.append((cell, "skipped (not timed yet: run it without --until)"))
-                continue
-            if expected is not None and time.time() + expected > until:
-                outcomes.append((cell, "skipped (would end after --until)"))
-                continue
-            lock = _try_lock(self._lock_path(cell))
-            if lock is None:
-                outcomes.append((cell, "skipped (running)"))
-                continue
-            try:
-                if self.result_path(cell).is_file():  # finished by another runner since the check above
-                    outcomes.append((cell, "skipped (done)"))
-                    continue
-                if cell.dataset not in datasets:
-                    datasets[cell.dataset] = load_cifar(cell.dataset, download=True)
-                result = run_cell(cell, self.protocol, datasets[cell.dataset], self.work_dir(cell), device, progress,
-                                  memo=self.work / "unpruned")
-                result["table"] = self.name
-                save_json(self.result_path(cell), result)
-                for done_with in (self.work_dir(cell) / "error.json", self.work_dir(cell) / "finetune.pt",
-                                  self._lock_path(cell)):  # a runner that opens the lock later sees the result
-                    done_with.unlink(missing_ok=True)
-                outcomes.append((cell, "done"))
-                tqdm.write(f"{cell.id}: {summary(result)}")
-            except Exception as error:  # one failed cell must not stop the grid; its error is kept for `status`
-                message = f"{type(error).__name__}: {error}".splitlines()[0]
-                save_json(self.work_dir(cell) / "error.json", {"error": message, "traceback": traceback.format_exc()})
-                outcomes.append((cell, f"failed: {message}"))
-                tqdm.write(f"{cell.id}: failed: {message}")
-            finally:
-                os.close(lock)
-        return outcomes
+
+    def _claim(self, cell: Cell, device: torch.device, until: float | None) -> str | int:
+        """Why ``cell`` is not run now (an outcome), or the descriptor of its lock, now held by this runner."""
+        if self.result_path(cell).is_file():
+            return "skipped (done)"
+        missing = cell.missing_on(device)
+        if missing is not None:
+            return f"{NOT_RUN_HERE}: {missing}"
+        expected = expected_seconds(self, cell) if until is not None else None
+        if until is not None and expected is None:
+            return "skipped (not timed yet: run it without --until)"
+        if expected is not None and time.time() + expected > until:
+            return "skipped (would end after --until)"
+        lock = _try_lock(self._lock_path(cell))
+        if lock is None:
+            return "skipped (running)"
+        if self.result_path(cell).is_file():  # finished by another runner since the check above
+            os.close(lock)
+            return "skipped (done)"
+        return lock
+
+
+def load_dataset(name: str, scale: str) -> ImageData | FolderStream:
+    """A cell's dataset: CIFAR in memory (downloaded if missing), or ImageNet's folder streamed with the scale's
+    crop (``STREAM_CROP``)."""
+    if name == "imagenet":
+        return open_stream(imagenet_dir(), STREAM_CROP[scale])
+    return load_cifar(name, download=True)
+
+
+STREAM_CROP = {"smoke": 64, "cpu": 224, "paper": 224}
+"""The crop side of a streamed folder at each scale: ImageNet's 224, and 64 at ``smoke`` (the tests' generated
+folders)."""
 
 
 def _try_lock(path: Path) -> int | None:
@@ -239,9 +269,8 @@ def code_commit() -> str:
     return git_commit()
 
 
-def _starting_model(cell: Cell) -> tuple[torch.nn.Module, str, tuple[int, int, int]]:
+def _starting_model(cell: Cell, num_classes: int) -> tuple[torch.nn.Module, str, tuple[int, int, int]]:
     """(the cell's unpruned network in eval mode, its name, its input size)."""
-    num_classes = NUM_CLASSES[cell.dataset]
     if cell.weights == UNTRAINED:
         torch.manual_seed(0)
         return get_model(cell.model, num_classes).eval(), cell.model, input_size(cell.model)
@@ -250,7 +279,7 @@ def _starting_model(cell: Cell) -> tuple[torch.nn.Module, str, tuple[int, int, i
     return model, name, size
 
 
-def _unpruned_top1(cell: Cell, model: torch.nn.Module, name: str, x_test, y_test, memo: Path | None) -> float:
+def _unpruned_top1(cell: Cell, model: torch.nn.Module, name: str, data, n: int, memo: Path | None) -> float:
     """Top-1 of the cell's unpruned network, evaluated once per weights file, test set and device type.
 
     Every cell of a network starts from the same weights, and a whole VGG-16 takes minutes to evaluate on two
@@ -259,55 +288,33 @@ def _unpruned_top1(cell: Cell, model: torch.nn.Module, name: str, x_test, y_test
     source = cell.weights_path()
     digest = f"untrained-{cell.model}" if source is None else hashlib.sha256(source.read_bytes()).hexdigest()[:16]
     device = next(model.parameters()).device.type
-    path = None if memo is None else memo / f"{digest}-{cell.dataset}-{len(x_test)}-{device}.json"
+    path = None if memo is None else memo / f"{digest}-{cell.dataset}-{n}-{device}.json"
     if path is not None and path.is_file():
         return json.loads(path.read_text())["top1"]
-    top1 = evaluate(model, x_test, y_test, name, progress=False)
+    accuracy = top1(model, data, name, limit=n)
     if path is not None:
-        save_json(path, {"top1": top1, "weights": cell.weights, "dataset": cell.dataset, "test_images": len(x_test),
+        save_json(path, {"top1": accuracy, "weights": cell.weights, "dataset": cell.dataset, "test_images": n,
                          "device": device, "provenance": provenance()})
-    return top1
+    return accuracy
 
 
-def run_cell(
-    cell: Cell, protocol: Protocol, data: ImageData, work: Path, device: torch.device, progress: bool = True,
-    memo: Path | None = None,
-) -> dict:
-    """Run one cell through the protocol, resuming from the stages saved in ``work``.
-
-    Args:
-        cell: the configuration.
-        protocol: the scale's protocol.
-        data: the cell's dataset in memory.
-        work: the cell's working folder (created; resumed from when it holds earlier stages).
-        device: where the networks run.
-        progress: tqdm bars.
-        memo: folder of the unpruned networks' top-1, shared by the cells (None: evaluate every time).
-
-    Returns:
-        The JSON-ready result: the cell, the protocol, counts, every stage's top-1, seconds and provenance.
-    """
-    started, load_at_start = time.perf_counter(), [round(load, 2) for load in os.getloadavg()]
-    work.mkdir(parents=True, exist_ok=True)
-    stages_file = work / "stages.json"
+def _prune_stages(cell: Cell, protocol: Protocol, data, work: Path, device: torch.device, progress: bool,
+                  memo: Path | None, validation) -> dict:
+    """The unpruned network's top-1 and every calibration seed's pruning, recalibration and top-1, resumed from the
+    stages saved in ``work``; the first seed's network saved as ``work/pruned.pt``. Run by one process."""
     stages = saved_stages(work)
-    x_validation = y_validation = None
-    if cell.validation:
-        data, x_validation, y_validation = hold_out_validation(data, cell.validation)
-    n = protocol.test_images or len(data.x_test)
-    x_test, y_test = data.x_test[:n], data.y_test[:n]
-    model, name, size = _starting_model(cell)
+    n = min(protocol.test_images or test_size(data), test_size(data))
+    model, name, size = _starting_model(cell, data.num_classes)
     model.to(device)
-
     if "unpruned" not in stages:
         tic = time.perf_counter()
         counts = count(model, size)
         stages["unpruned"] = {
-            "top1": _unpruned_top1(cell, model, name, x_test, y_test, memo), "macs": counts.macs,
+            "top1": _unpruned_top1(cell, model, name, data, n, memo), "macs": counts.macs,
             "params": counts.params, "params_without_norm": counts.params_without_norm,
         }
         stages["seconds"]["unpruned_eval"] = time.perf_counter() - tic
-        save_json(stages_file, stages)
+        save_json(work / "stages.json", stages)
 
     seeds = cell.seeds[: protocol.calibration_seeds]
     pruned_file = work / "pruned.pt"
@@ -315,19 +322,19 @@ def run_cell(
         if any(record["seed"] == seed for record in stages["seeds"]) and (seed != seeds[0] or pruned_file.is_file()):
             continue
         tic = time.perf_counter()
-        images, labels = calibration_batch(data.x_train, data.y_train, cell.batch_size, seed)
+        images, labels = draw_calibration(data, cell.batch_size, seed)
         result = prune(model, images, seed=seed, model_name=name, progress=progress, **cell.prune_arguments())
         pruned = result.model
-        top1_pruned = evaluate(pruned, x_test, y_test, name, progress=False)
-        recalibrate_batchnorm(pruned, data.x_train, name, protocol.recalibration_batches,
-                              protocol.recalibration_batch_size, seed)
+        top1_pruned = top1(pruned, data, name, limit=n)
+        recalibrate_batchnorm(pruned, recalibration_pool(data), name,
+                              protocol.recalibration_batches, protocol.recalibration_batch_size, seed)
         record = {
             "seed": seed,
             "calibration_class_counts": torch.bincount(labels, minlength=data.num_classes).tolist(),
             "top1_pruned": top1_pruned,
-            "top1_recalibrated": evaluate(pruned, x_test, y_test, name, progress=False),
-            **({"top1_recalibrated_validation": evaluate(pruned, x_validation, y_validation, name, progress=False)}
-               if cell.validation else {}),
+            "top1_recalibrated": top1(pruned, data, name, limit=n),
+            **({"top1_recalibrated_validation": evaluate(pruned, *validation, name, progress=False)}
+               if validation else {}),
             "selection_seconds": result.report["seconds"]["selection"],
             "seconds": time.perf_counter() - tic,
             "totals": result.report["totals"],
@@ -337,10 +344,45 @@ def run_cell(
         if seed == seeds[0]:
             save_model(pruned, pruned_file, name, report=result.report)
         stages["seeds"] = [r for r in stages["seeds"] if r["seed"] != seed] + [record]
-        save_json(stages_file, stages)
+        save_json(work / "stages.json", stages)
+    return stages
+
+
+def run_cell(
+    cell: Cell, protocol: Protocol, data: ImageData | FolderStream, work: Path, device: torch.device,
+    progress: bool = True, memo: Path | None = None,
+) -> dict:
+    """Run one cell through the protocol, resuming from the stages saved in ``work``.
+
+    Under ``torchrun`` rank 0 alone prunes (and evaluates the unpruned and pruned networks); every rank then
+    fine-tunes its copy of the pruned network, each batch split over the ranks, and the final top-1 sums the ranks'
+    counts. Every rank returns the same result; rank 0 writes it.
+
+    Args:
+        cell: the configuration.
+        protocol: the scale's protocol.
+        data: the cell's dataset, in memory or streamed (``load_dataset``).
+        work: the cell's working folder (created; resumed from when it holds earlier stages).
+        device: where the networks run.
+        progress: tqdm bars.
+        memo: folder of the unpruned networks' top-1, shared by the cells (None: evaluate every time).
+
+    Returns:
+        The JSON-ready result: the cell, the protocol, counts, every stage's top-1, seconds and provenance.
+    """
+    started, load_at_start = time.perf_counter(), [round(load, 2) for load in os.getloadavg()]
+    if distributed.is_main():
+        work.mkdir(parents=True, exist_ok=True)
+    validation = None
+    if cell.validation:
+        data, *validation = hold_out_validation(data, cell.validation)
+    n = min(protocol.test_images or test_size(data), test_size(data))
+    stages = distributed.run_on_main(
+        lambda: _prune_stages(cell, protocol, data, work, device, progress, memo, validation))
+    seeds = cell.seeds[: protocol.calibration_seeds]
 
     tic = time.perf_counter()
-    finetuned = load_model(pruned_file).module
+    finetuned, name, size, _ = load_model(work / "pruned.pt")
     finetuned.to(device)
     epochs = protocol.finetune_epochs(cell)
     history, top1_finetuned = None, None
@@ -349,10 +391,11 @@ def run_cell(
         config = protocol.finetune_config(cell, name, seed)
         history = fit(finetuned, data, config, checkpoint=work / "finetune.pt", test_subset=protocol.monitor_images,
                       progress=progress)
-        top1_finetuned = evaluate(finetuned, x_test, y_test, name, progress=False)
+        top1_finetuned = top1(finetuned, data, name, limit=n)
         if cell.validation:
-            stages["finetuned_validation"] = evaluate(finetuned, x_validation, y_validation, name, progress=False)
-        save_model(finetuned.cpu(), work / "finetuned.pt", name)
+            stages["finetuned_validation"] = evaluate(finetuned, *validation, name, progress=False)
+        if distributed.is_main():
+            save_model(finetuned.cpu(), work / "finetuned.pt", name)
     finetune_seconds = time.perf_counter() - tic
 
     records = sorted(stages["seeds"], key=lambda r: seeds.index(r["seed"]))
@@ -393,5 +436,6 @@ def run_cell(
                     "total": seconds_before_finetuning(stages) + finetune_seconds},
         "provenance": provenance(scale=protocol.scale, code_commit=code_commit(), device=str(device), seeds=list(seeds),
                                  this_run_seconds=time.perf_counter() - started,
-                                 load_average_at_start=load_at_start),
+                                 load_average_at_start=load_at_start,
+                                 **({"processes": distributed.world_size()} if distributed.active() else {})),
     }
