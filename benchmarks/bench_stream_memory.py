@@ -3,9 +3,10 @@
 Generates folders in ImageNet's layout (100 classes of seeded 64×64 JPEG noise, a tenth as many validation images)
 of 2,000 and 20,000 training images, and for each, in a fresh process: lists the folder (``streaming.open_stream``),
 draws a class-balanced calibration batch of 128, reads one whole training epoch through the ``DataLoader`` (2
-workers, batches of 128, random-resized crops of 56) and evaluates an untrained ResNet-20 on every validation
-image. The peak resident memory of the process and of its workers (``getrusage``'s ``ru_maxrss``) is recorded
-per folder; the in-memory path would grow with the folder (3 × 56 × 56 bytes an image). Writes
+workers, batches of 128, random-resized crops of 56) and every validation image as evaluation reads them. No
+network runs: what is measured is the data path, whose peak resident memory (``getrusage``'s ``ru_maxrss``, of the
+process and of its workers) is recorded per folder, after importing torch and torchvision and after each step.
+The in-memory path would grow with the folder (3 × 56 × 56 bytes an image). Writes
 ``results/stream_memory.json``.
 
     python benchmarks/bench_stream_memory.py --sizes 2000 20000
@@ -41,23 +42,31 @@ def write_folder(root: Path, train: int) -> None:
             Image.fromarray(generator.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / f"{i}.JPEG")
 
 
+def peak_mib(who: int = resource.RUSAGE_SELF) -> float:
+    return resource.getrusage(who).ru_maxrss / 1024
+
+
 def measure(root: str) -> dict:
-    """Run in a fresh process: list, calibrate, read an epoch and evaluate; the peak memory and the seconds."""
+    """Run in a fresh process: list, calibrate, read an epoch and the validation images; the peak memory after
+    each step and the seconds."""
     import torch
+    import torchvision.datasets.folder  # noqa: F401  (imported before the first reading, like torch)
 
     from ibprune_lib import streaming
-    from ibprune_lib.models import get_model
-    from ibprune_lib.train import top1
 
-    started = time.perf_counter()
+    started, peaks = time.perf_counter(), {"imports": peak_mib()}
     stream = streaming.open_stream(root, image_size=CROP, workers=2)
+    peaks["listed"] = peak_mib()
     images, _ = streaming.calibration_batch(stream, 128, seed=0)
+    peaks["calibrated"] = peak_mib()
     seen = sum(len(labels) for _, labels in streaming.training_batches(stream, 128, 0, 0, torch.device("cpu")))
-    accuracy = top1(get_model("resnet20", num_classes=CLASSES).eval(), stream, "resnet20")
-    own, workers = (resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    peaks["epoch_read"] = peak_mib()
+    evaluated = sum(len(labels) for _, labels in streaming.evaluation_batches(stream, torch.device("cpu")))
+    peaks["validation_read"] = peak_mib()
     return {"train_images": len(stream.train), "val_images": len(stream.val), "images_read_in_epoch": seen,
-            "calibration_images": len(images), "top1_untrained": accuracy, "peak_rss_mib": own / 1024,
-            "peak_rss_worker_mib": workers / 1024, "seconds": time.perf_counter() - started}
+            "images_read_in_validation": evaluated, "calibration_images": len(images), "peak_rss_mib": peak_mib(),
+            "peak_rss_mib_after": peaks, "peak_rss_worker_mib": peak_mib(resource.RUSAGE_CHILDREN),
+            "seconds": time.perf_counter() - started}
 
 
 def main() -> None:
@@ -75,8 +84,8 @@ def main() -> None:
             child = subprocess.run([sys.executable, __file__, "--measure", root], capture_output=True, text=True,
                                    check=True)
             runs.append(json.loads(child.stdout.splitlines()[-1]))
-            print(f"{size} images: peak {runs[-1]['peak_rss_mib']:.0f} MiB (workers {runs[-1]['peak_rss_worker_mib']:.0f} MiB)",
-                  flush=True)
+            print(f"{size} images: peak {runs[-1]['peak_rss_mib']:.0f} MiB "
+                  f"(workers {runs[-1]['peak_rss_worker_mib']:.0f} MiB)", flush=True)
     smallest, largest = runs[0], runs[-1]
     record("stream_memory", {
         "folder": f"{CLASSES} classes of 64x64 seeded-noise JPEGs, validation a tenth of training",
