@@ -48,9 +48,6 @@ class FolderStream:
     val: tuple[tuple[str, int], ...]
     workers: int = 4
 
-    name = "imagenet"
-    lossy = False
-
     @property
     def num_classes(self) -> int:
         return len(self.classes)

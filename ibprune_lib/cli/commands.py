@@ -141,9 +141,9 @@ def run_prune(args) -> int:
     model.to(device)
     if args.batch_size > training_size(data):
         raise ValueError(f"--batch-size must be at most the {training_size(data)} training images, got {args.batch_size}")
-    images, _ = draw_calibration(data, args.batch_size, args.seed)
-    result = distributed.run_on_main(lambda: prune(
-        model, images, method=args.method, target_params=args.target_params, target_flops=args.target_flops,
+    result = distributed.run_on_main(lambda: prune(  # the calibration images are read on rank 0 alone
+        model, draw_calibration(data, args.batch_size, args.seed)[0], method=args.method,
+        target_params=args.target_params, target_flops=args.target_flops,
         preset=args.preset, settings=settings, skip_first=args.skip_first, widths=args.widths,
         seed=args.seed, beta=args.beta, min_width=args.min_width,
         normalization=normalization, model_name=name, progress=args.progress, reconstruct=args.reconstruct,
