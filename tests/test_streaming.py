@@ -119,6 +119,30 @@ def _environment(folder: Path) -> dict:
     return {**os.environ, "IBPRUNE_IMAGENET": str(folder), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
+def _kill_with_its_children(run: subprocess.Popen) -> None:
+    """SIGKILL a launcher and the processes it started, and wait until they are gone. torchrun starts each rank in
+    a session of its own, so killing the launcher's process group would leave the ranks running (and holding the
+    cell's lock)."""
+    children = [int(pid) for path in Path(f"/proc/{run.pid}/task").glob("*/children")
+                for pid in path.read_text().split()]
+    assert children, "the launcher has started no rank"
+    for pid in [run.pid, *children]:
+        os.kill(pid, 9)
+    run.wait()
+    deadline = time.time() + 60
+    while any(_alive(pid) for pid in children):
+        assert time.time() < deadline, f"ranks {children} still alive 60 s after SIGKILL"
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie has exited and released its locks)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
 def _result(results: Path) -> dict:
     [path] = (results / "smoke" / "table2").glob("*.json")
     return json.loads(path.read_text())
@@ -150,20 +174,19 @@ def test_a_two_process_run_killed_mid_fine_tuning_resumes_every_rank_from_rank_0
     table.write_text((ROOT / "experiments" / "table2.py").read_text().replace("finetune_epochs=1)", "finetune_epochs=3)"))
     results, work = tmp_path / "results", tmp_path / "work"
     args = ["run", str(table), "--scale", "smoke", "--results", str(results), "--work", str(work), "--no-progress"]
-    run = _experiments(args, _environment(folder), 2, start_new_session=True)
+    run = _experiments(args, _environment(folder), 2)
     checkpoint = None
     deadline = time.time() + 540
     while checkpoint is None and time.time() < deadline and run.poll() is None:
         time.sleep(0.5)
         checkpoint = next(work.glob("smoke/table2_long/*/finetune.pt"), None)
     assert checkpoint is not None, run.communicate()[0]
-    os.killpg(run.pid, 9)  # the launcher and both ranks, during epoch 2 or 3
-    run.wait()
+    _kill_with_its_children(run)  # the launcher and both ranks, during epoch 2 or 3
     killed_at = torch.load(checkpoint, weights_only=False)["history"]
     assert not list((results / "smoke" / "table2_long").glob("*.json"))
     resumed = _experiments(args, _environment(folder), 2)
     output, _ = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, output
+    assert resumed.returncode == 0 and "table2_long (smoke): 1 done" in output, output
     [path] = (results / "smoke" / "table2_long").glob("*.json")
     history = json.loads(path.read_text())["finetune"]["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
