@@ -1,11 +1,13 @@
 """The benchmarks' shared record (``benchmarks/common.py``): a stopped benchmark goes on only from a record
-measured on the same machine, with the same threads and settings."""
+measured on the same machine, with the same threads and settings; and the zoo benchmark's outcomes."""
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from ibprune_lib import provenance
 
@@ -40,3 +42,29 @@ def test_a_stopped_benchmark_goes_on_only_from_a_record_of_this_machine_threads_
     other_threads["hardware"]["torch_threads"] += 1
     record_file.write_text(json.dumps(other_threads))
     assert common.earlier_record("bench", settings) is None
+
+
+@pytest.fixture
+def zoo(common, monkeypatch):
+    """``benchmarks/bench_torchvision_zoo.py``, importing the ``common`` above."""
+    monkeypatch.setitem(sys.modules, "common", common)
+    path = Path(__file__).parent.parent / "benchmarks" / "bench_torchvision_zoo.py"
+    spec = importlib.util.spec_from_file_location("bench_zoo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_zoo_benchmark_tells_pruned_from_refused_for_us_and_for_torch_pruning(zoo):
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    model = zoo.initial_model("mobilenet_v3_small", images)
+    assert zoo.natural_size("mobilenet_v3_small") == 224 and zoo.natural_size("inception_v3") == 299
+    pruned = zoo.ours(model, images, "l1")
+    assert pruned["outcome"] == "pruned" and abs(pruned["macs_ratio"] - zoo.TARGET_MACS) < 0.01
+    assert 0 < zoo.smallest_ratio(model, 32) < zoo.TARGET_MACS
+    assert zoo.torch_pruning(model, 32)["macs_ratio"] <= zoo.TARGET_MACS * 1.01
+    shuffle = zoo.initial_model("shufflenet_v2_x0_5", images)
+    refused = zoo.ours(shuffle, images, "l1")  # Torch-Pruning cannot trace its channel shuffle: one line
+    assert refused["outcome"] == "refused" and "\n" not in refused["reason"]
+    assert "ZeroDivisionError" in refused["reason"]
+    assert zoo.torch_pruning(shuffle, 32)["outcome"] == "failed"

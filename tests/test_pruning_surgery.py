@@ -2,6 +2,7 @@ import copy
 
 import pytest
 import torch
+import torchvision
 
 from ibprune_lib.counting import count
 from ibprune_lib.models import get_model, load_weights
@@ -37,13 +38,11 @@ def zeroed(model, layers, kept):
     for layer in layers:
         removed = torch.ones(layer.channels, dtype=torch.bool)
         removed[kept[layer.name]] = False
-        conv, bn = modules[layer.name], modules[layer.bn_name]
         with torch.no_grad():
-            conv.weight[removed] = 0
-            if conv.bias is not None:
-                conv.bias[removed] = 0
-            bn.weight[removed] = 0
-            bn.bias[removed] = 0
+            for name in (layer.name, layer.bn_name, *layer.through):  # BatchNorms after depthwise convs add a bias
+                for parameter in ("weight", "bias"):
+                    if getattr(modules[name], parameter) is not None:
+                        getattr(modules[name], parameter)[removed] = 0
     return model
 
 
@@ -72,6 +71,32 @@ def test_pruned_model_equals_the_original_with_removed_channels_zeroed(name, req
         expected, actual = zeroed(model, layers, kept)(x), pruned(x)
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
     # The counts the budget predicts are the counts of the model the surgery builds.
+    predicted = count_model(model, layers)
+    keep = [len(kept[layer.name]) for layer in layers]
+    real = count(pruned)
+    assert (real.macs, real.params) == (round(predicted(keep, "macs")), round(predicted(keep, "params")))
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "mobilenet_v3_small"])
+def test_squeeze_and_excitation_blocks_prune_and_equal_the_original_with_removed_channels_zeroed(name):
+    torch.manual_seed(0)
+    model = randomise_batchnorm(torchvision.models.get_model(name, num_classes=10)).eval()
+    layers = prunable_layers(model, skip_first=0)
+    gated = [layer for layer in layers if layer.gates]
+    assert len(gated) >= 9  # every expanding conv whose channels an SE block gates
+    squeeze, excite = gated[0].gates[0]
+    assert squeeze.endswith("fc1") and excite.endswith("fc2") and squeeze not in [c.name for c in gated[0].consumers]
+    kept = random_kept(layers)
+
+    pruned = prune_channels(model, kept, torch.zeros(1, 3, 32, 32))
+
+    modules, original = dict(pruned.named_modules()), dict(model.named_modules())
+    assert modules[squeeze].in_channels == modules[excite].out_channels == len(kept[gated[0].name])
+    assert modules[squeeze].out_channels == original[squeeze].out_channels  # the SE's own width stays
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected, actual = zeroed(model, layers, kept)(x), pruned(x)
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
     predicted = count_model(model, layers)
     keep = [len(kept[layer.name]) for layer in layers]
     real = count(pruned)

@@ -107,9 +107,9 @@ def check_keep_counts(keep: Sequence[int], layers: Sequence[PrunableLayer]) -> l
 def sliced_copy(model: nn.Module, layers: Sequence[PrunableLayer], keep: Sequence[int]) -> nn.Module:
     """A deep copy of ``model`` keeping the first ``keep[l]`` channels of each layer (for counting only).
 
-    Slices each layer's conv, BatchNorm, depthwise convs in between and consumers directly with Torch-Pruning's
-    module pruners, which is what the dependency graph does for a prunable layer (its group is exactly these),
-    without tracing. A consumer is sliced once, after every layer: the input channels of the layers that meet
+    Slices each layer's conv, BatchNorm, depthwise convs in between, squeeze-and-excitation gates and consumers
+    directly with Torch-Pruning's module pruners, which is what the dependency graph does for a prunable layer (its
+    group is exactly these), without tracing. A consumer is sliced once, after every layer: the input channels of the layers that meet
     in a concatenation are counted from the original offsets.
     """
     probe = copy.deepcopy(model)
@@ -126,6 +126,9 @@ def sliced_copy(model: nn.Module, layers: Sequence[PrunableLayer], keep: Sequenc
                 tp.prune_depthwise_conv_out_channels(modules[name], removed)
             else:
                 tp.prune_batchnorm_out_channels(modules[name], removed)
+        for squeeze, excite in layer.gates:
+            tp.prune_conv_in_channels(modules[squeeze], removed)
+            tp.prune_conv_out_channels(modules[excite], removed)
         for consumer in layer.consumers:
             consumer_inputs.setdefault(consumer.name, []).extend(consumer.offset + i for i in removed)
     for name, removed in consumer_inputs.items():

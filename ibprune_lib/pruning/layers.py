@@ -8,6 +8,14 @@ places them at an offset among the consumer's inputs:
     conv ─ BatchNorm2d ─ (ReLU, pooling, flatten: no parameters) ─ consumer (Conv2d or Linear, input side)
     conv ─ BatchNorm2d ─ ReLU ─ depthwise conv ─ BatchNorm2d ─ ReLU ─ consumer
     conv ─ BatchNorm2d ─ ReLU ─ concatenation ─ (pooling) ─ consumers (every branch that reads it)
+    conv ─ BatchNorm2d ─ SiLU ─ depthwise conv ─ BatchNorm2d ─ SiLU ─ × ─ consumer
+                                                              └ squeeze-and-excitation gate ┘
+
+A squeeze-and-excitation gate (EfficientNet, MobileNetV3, RegNetY) pools the channels, mixes them in a small
+*squeeze* conv and gives each channel its own factor from an *excite* conv and a sigmoid: a removed channel
+takes its input column of the squeeze conv and its output row of the excite conv with it. The gate is not a
+consumer (the regression's consumer is the conv that reads the gated channels), and its two convs stay whole
+in their own right (no BatchNorm follows them).
 
 Torch-Pruning's dependency graph decides this: removing one of the conv's filters must touch exactly the conv's
 output channels, its BatchNorm, the channel of each depthwise conv and BatchNorm in between, and one input
@@ -72,6 +80,8 @@ class PrunableLayer:
         channels: number of candidates, ``conv.out_channels`` at discovery.
         through: qualified names of the depthwise convs and their BatchNorms between ``bn`` and the consumers
             (each loses the removed channels too); empty for most networks.
+        gates: (squeeze conv, excite conv) qualified names of each squeeze-and-excitation gate on the channels
+            (the squeeze conv loses their input columns, the excite conv their output rows); empty for most.
     """
 
     name: str
@@ -81,6 +91,7 @@ class PrunableLayer:
     consumers: tuple[Consumer, ...]
     channels: int
     through: tuple[str, ...] = ()
+    gates: tuple[tuple[str, str], ...] = ()
 
     @property
     def consumer(self) -> nn.Module:
@@ -119,6 +130,34 @@ def _touched(conv: nn.Conv2d, dg: tp.DependencyGraph) -> list[tuple[nn.Module, s
             for dep, idxs in group if _parametric(dep.target.module)]
 
 
+def _reaches_without_parameters(start: nn.Module, end: nn.Module, dg: tp.DependencyGraph) -> bool:
+    """Whether ``start``'s output flows into ``end`` through nodes without parameters (activations) alone."""
+    frontier, seen = list(dg.module2node[start].outputs), set()
+    while frontier:
+        node = frontier.pop()
+        if node.module is end:
+            return True
+        if node in seen or _parametric(node.module):
+            continue
+        seen.add(node)
+        frontier.extend(node.outputs)
+    return False
+
+
+def _gates(
+    touched: list[tuple[nn.Module, str, list[int]]], dg: tp.DependencyGraph
+) -> list[tuple[nn.Module, nn.Module]]:
+    """The squeeze-and-excitation gates among ``touched``: (squeeze, excite) convs, the squeeze conv reading the
+    channels (one to one, pooled) and feeding, through activations alone, the excite conv that makes one factor
+    per channel."""
+    readers = [m for m, side, idx in touched if side == "prune_in_channels" and isinstance(m, nn.Conv2d)
+               and m.groups == 1 and len(idx) == 1]
+    makers = [m for m, side, _ in touched if side == "prune_out_channels" and isinstance(m, nn.Conv2d)
+              and m.groups == 1 and m.kernel_size == (1, 1)]
+    return [(squeeze, excite) for squeeze in readers for excite in makers
+            if squeeze.kernel_size == (1, 1) and _reaches_without_parameters(squeeze, excite, dg)]
+
+
 def _reason_left_out(
     conv: nn.Conv2d, touched: list[tuple[nn.Module, str, list[int]]], dg: tp.DependencyGraph, names: dict
 ) -> str | None:
@@ -128,6 +167,9 @@ def _reason_left_out(
     grouped = [m for m, _, _ in touched if isinstance(m, nn.Conv2d) and m.groups != 1 and not _is_depthwise(m)]
     if grouped:
         return f"it feeds the grouped conv {names[grouped[0]]}, which mixes channels in groups"
+    gates = _gates(touched, dg)
+    in_gates = {module for gate in gates for module in gate}
+    touched = [entry for entry in touched if entry[0] not in in_gates]
     producers = [m for m, side, _ in touched
                  if side == "prune_out_channels" and not isinstance(m, nn.BatchNorm2d) and not _is_depthwise(m)]
     if len(producers) > 1:
@@ -211,6 +253,9 @@ def survey_layers(
             kept_whole[name] = reason
             continue
         bn = _single_successor(dg, conv)
+        gates = _gates(touched, dg)
+        in_gates = {module for gate in gates for module in gate}
+        touched = [entry for entry in touched if entry[0] not in in_gates]
         readers = sorted(((m, indices[0]) for m, side, indices in touched if side == "prune_in_channels"),
                          key=lambda reader: order[reader[0]])
         consumers = []
@@ -235,6 +280,7 @@ def survey_layers(
                 consumers=tuple(consumers),
                 channels=conv.out_channels,
                 through=through,
+                gates=tuple((probe_names[squeeze], probe_names[excite]) for squeeze, excite in gates),
             )
         )
     if not found:
