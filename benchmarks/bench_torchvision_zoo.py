@@ -14,6 +14,10 @@ as it finishes, so a stopped run goes on with ``--keep-earlier``.
 
     python benchmarks/bench_torchvision_zoo.py                        # every model (hours)
     python benchmarks/bench_torchvision_zoo.py --models resnet18 efficientnet_b0 --keep-earlier
+    python benchmarks/bench_torchvision_zoo.py --size 64     # one side for all (a ViT keeps its own): faster
+
+The structure found does not depend on the input size, but a model that needs a fixed size (a vision transformer)
+keeps its natural one under ``--size``.
 """
 
 from __future__ import annotations
@@ -111,9 +115,13 @@ def torch_pruning(model: nn.Module, size: int) -> dict:
     return {"outcome": "pruned", "macs_ratio": round(ratio, 4), "seconds": round(time.perf_counter() - started, 1)}
 
 
-def zoo_model(name: str, n_images: int) -> dict:
-    """Every tool's outcome on ``name``."""
-    size = natural_size(name)
+FIXED_SIZE = ("vit_", "swin_", "maxvit_")
+"""Name prefixes of the models that only take their natural input size."""
+
+
+def zoo_model(name: str, n_images: int, size: int | None = None) -> dict:
+    """Every tool's outcome on ``name`` at ``size`` (None, or a model in FIXED_SIZE: its natural one)."""
+    size = natural_size(name) if size is None or name.startswith(FIXED_SIZE) else size
     images = torch.randint(0, 256, (n_images, 3, size, size), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
     model = initial_model(name, images)
@@ -130,6 +138,8 @@ def main() -> None:
                         help="torchvision model names (default: every classification model)")
     parser.add_argument("--keep-earlier", action="store_true",
                         help="keep the models results/torchvision_zoo.json holds and run the others")
+    parser.add_argument("--size", type=int, default=None,
+                        help="one input side for every model that takes any (default: each model's natural crop)")
     add_common_arguments(parser)
     parser.set_defaults(batch_size=16)
     args = parser.parse_args()
@@ -139,7 +149,10 @@ def main() -> None:
         print(f"--models: {', '.join(unknown)} not in torchvision.models' classification models", file=sys.stderr)
         sys.exit(2)
     torch.set_num_threads(args.threads)
-    settings = {"target_macs": TARGET_MACS, "calibration_images": args.batch_size,
+    if args.size is not None and args.size < 32:
+        print(f"--size {args.size}: give at least 32 pixels", file=sys.stderr)
+        sys.exit(2)
+    settings = {"target_macs": TARGET_MACS, "calibration_images": args.batch_size, "size": args.size,
                 "torchvision": torchvision.__version__, "torch_pruning": tp.__version__}
     earlier = earlier_record("torchvision_zoo", settings) if args.keep_earlier else {}
     if earlier is None:
@@ -150,12 +163,13 @@ def main() -> None:
     for name in args.models or every:
         if name in models:
             continue
-        models[name] = zoo_model(name, args.batch_size)
+        models[name] = zoo_model(name, args.batch_size, args.size)
         outcomes = {tool: models[name][tool]["outcome"] for tool in (*METHODS, "torch_pruning")}
         print(f"{name}: {outcomes}", file=sys.stderr, flush=True)
         record("torchvision_zoo", {
             "weights": "seeded initial weights, BatchNorm statistics of the calibration batch: structure only",
-            "images": f"{args.batch_size} seeded uniform uint8 images at each model's natural crop",
+            "images": f"{args.batch_size} seeded uniform uint8 images at "
+                      + ("each model's natural crop" if args.size is None else f"{args.size} px (a ViT: its own)"),
             **settings,
             "models": models,
             "counts": {tool: {outcome: sum(row[tool]["outcome"] == outcome for row in models.values())

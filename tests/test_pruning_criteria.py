@@ -3,7 +3,10 @@ import torch
 
 from ibprune_lib.models import get_model, load_weights
 from ibprune_lib.pruning import METHODS, capture, get_criterion, prunable_layers
-from ibprune_lib.pruning.criteria import fpgm_scores, hrank_scores, l1_norm_scores, random_scores, top_k
+from ibprune_lib.kernels import gram_problem
+from ibprune_lib.pruning.criteria import (
+    candidate_maps, fpgm_scores, hrank_scores, l1_norm_scores, random_scores, top_k,
+)
 
 
 @pytest.fixture(scope="module")
@@ -70,3 +73,14 @@ def test_unknown_method_kernel_or_direction_is_a_clear_error():
         get_criterion("stlp", kernel="rbf")
     with pytest.raises(ValueError, match="unknown direction 'diagonal'"):
         get_criterion("sglp", direction="diagonal")
+
+
+def test_a_group_of_channels_is_one_candidate_whose_linear_gram_sums_its_channels_grams():
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(6, 8, 3, 3, generator=generator), torch.randn(6, 5, 3, 3, generator=generator)
+    groups = candidate_maps(x, 4)  # 4 groups of 2 channels, each group's maps side by side
+    assert groups.shape == (6, 4, 6, 3) and torch.equal(groups[:, 1, 3:], x[:, 3])
+    assert candidate_maps(x, 8) is x
+    by_group = gram_problem(groups, y, "linear", normalise=False, dtype=torch.float64)
+    by_channel = gram_problem(x, y, "linear", normalise=False, dtype=torch.float64)
+    torch.testing.assert_close(by_group.B, by_channel.B.reshape(4, 2, 5).sum(1))

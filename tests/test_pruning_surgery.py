@@ -32,18 +32,26 @@ def random_kept(layers, seed=0):
 
 
 def zeroed(model, layers, kept):
-    """The original model with every removed channel's output exactly 0 after BN and ReLU."""
+    """The original model with every removed candidate's output exactly 0 after BN and ReLU (``kept``: candidate
+    indices; a grouped layer's candidates are groups, whose outputs after the grouped conv are zeroed too)."""
     model = copy.deepcopy(model)
     modules = dict(model.named_modules())
     for layer in layers:
         removed = torch.ones(layer.channels, dtype=torch.bool)
         removed[kept[layer.name]] = False
+        removed = removed.repeat_interleave(layer.per_candidate("producer"))
+        after = [] if layer.grouped is None else [layer.grouped.name, layer.grouped.bn_name]
         with torch.no_grad():
-            for name in (layer.name, layer.bn_name, *layer.through):  # BatchNorms after depthwise convs add a bias
-                for parameter in ("weight", "bias"):
+            for name in (layer.name, layer.bn_name, *after, *layer.through):  # BatchNorms after depthwise convs
+                for parameter in ("weight", "bias"):                          # add a bias
                     if getattr(modules[name], parameter) is not None:
                         getattr(modules[name], parameter)[removed] = 0
     return model
+
+
+def channels_kept(layers, kept):
+    """``kept`` (candidate indices per layer) as the channels ``prune_channels`` takes."""
+    return {layer.name: layer.channel_indices(kept[layer.name].tolist()) for layer in layers}
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +69,7 @@ def test_pruned_model_equals_the_original_with_removed_channels_zeroed(name, req
     kept = random_kept(layers)
     state = {k: v.clone() for k, v in model.state_dict().items()}
 
-    pruned = prune_channels(model, kept, torch.zeros(1, 3, 32, 32))
+    pruned = prune_channels(model, channels_kept(layers, kept), torch.zeros(1, 3, 32, 32))
 
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # the caller's model is untouched
     modules = dict(pruned.named_modules())
@@ -77,6 +85,35 @@ def test_pruned_model_equals_the_original_with_removed_channels_zeroed(name, req
     assert (real.macs, real.params) == (round(predicted(keep, "macs")), round(predicted(keep, "params")))
 
 
+@pytest.mark.parametrize("name", ["resnext50_32x4d", "regnet_y_400mf"])
+def test_grouped_convs_lose_whole_groups_and_equal_the_original_with_removed_groups_zeroed(name):
+    torch.manual_seed(0)
+    model = randomise_batchnorm(torchvision.models.get_model(name, num_classes=10)).eval()
+    layers = prunable_layers(model, skip_first=0)
+    grouped = [layer for layer in layers if layer.grouped]
+    assert len(grouped) == 16  # every bottleneck's conv1, by the groups of its conv2
+    kept = random_kept(layers)
+
+    pruned = prune_channels(model, channels_kept(layers, kept), torch.zeros(1, 3, 32, 32))
+
+    modules, original = dict(pruned.named_modules()), dict(model.named_modules())
+    for layer in grouped:
+        conv, per = modules[layer.grouped.name], layer.per_candidate("producer")
+        assert conv.groups == len(kept[layer.name]) and conv.in_channels == per * conv.groups
+        assert conv.out_channels == original[layer.grouped.name].out_channels // layer.channels * conv.groups
+        assert modules[layer.name].out_channels == conv.in_channels
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected, actual = zeroed(model, layers, kept)(x), pruned(x)
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    predicted = count_model(model, layers)
+    keep = [len(kept[layer.name]) for layer in layers]
+    real = count(pruned)
+    assert (real.macs, real.params) == (round(predicted(keep, "macs")), round(predicted(keep, "params")))
+    with pytest.raises(ValueError, match="in groups of .*: remove whole groups"):
+        prune_channels(model, {grouped[0].name: [0]}, torch.zeros(1, 3, 32, 32))
+
+
 @pytest.mark.parametrize("name", ["efficientnet_b0", "mobilenet_v3_small"])
 def test_squeeze_and_excitation_blocks_prune_and_equal_the_original_with_removed_channels_zeroed(name):
     torch.manual_seed(0)
@@ -88,7 +125,7 @@ def test_squeeze_and_excitation_blocks_prune_and_equal_the_original_with_removed
     assert squeeze.endswith("fc1") and excite.endswith("fc2") and squeeze not in [c.name for c in gated[0].consumers]
     kept = random_kept(layers)
 
-    pruned = prune_channels(model, kept, torch.zeros(1, 3, 32, 32))
+    pruned = prune_channels(model, channels_kept(layers, kept), torch.zeros(1, 3, 32, 32))
 
     modules, original = dict(pruned.named_modules()), dict(model.named_modules())
     assert modules[squeeze].in_channels == modules[excite].out_channels == len(kept[gated[0].name])

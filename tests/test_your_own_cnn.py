@@ -12,7 +12,7 @@ from PIL import Image
 
 from ibprune_lib.cli import main
 from ibprune_lib.counting import count
-from ibprune_lib.data import DatasetNotFoundError, calibration_batch, mean_std_for
+from ibprune_lib.data import DatasetNotFoundError, calibration_batch, mean_std_for, normalise
 from ibprune_lib.image_folders import load_image_folder
 from ibprune_lib.models import get_model, load_model, save_model
 from ibprune_lib.pruning import finetune, prune, survey_layers
@@ -215,6 +215,30 @@ def test_eval_and_prune_refuse_a_model_with_other_outputs_than_the_datasets_clas
                  "--method", "l1", "--target-flops", 0.6, "--batch-size", 16, "--out", folder.parent / "p.pt")
     assert result.returncode == 2 and "Fix: pass the --dataset (or --data-folder)" in result.stderr
     assert not (folder.parent / "p.pt").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["l1", "stlp"])
+def test_regnet_y_with_grouped_convs_and_squeeze_and_excitation_prunes_to_its_budget(method):
+    images = torch.randint(0, 255, (16, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = torchvision.models.regnet_y_400mf(num_classes=10)
+    for module in model.modules():  # BatchNorm statistics of the batch: initial ones shrink deep features to ~0
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None
+    with torch.no_grad():
+        model.train()(normalise(images, "imagenet"))
+    model.eval()
+    result = prune(model, images, method=method, target_flops=0.7, skip_first=0, progress=False)
+    assert abs(result.report["totals"]["macs_ratio"] - 0.7) <= 0.007 and not any(
+        "signal" in reason for reason in result.report["kept_whole"].values())
+    grouped = [layer for layer in result.report["layers"] if "groups_of" in layer]
+    assert len(grouped) == 16 and any(layer["kept"] < layer["channels"] for layer in grouped)
+    block = dict(result.model.named_modules())["trunk_output.block2.block2-0.f"]
+    record = next(layer for layer in grouped if layer["name"] == "trunk_output.block2.block2-0.f.a.0")
+    assert block.b[0].groups == record["kept"] and block.se.fc1.in_channels == block.c[0].in_channels
+    assert block.c[0].in_channels == record["kept"] * record["groups_of"]["channels"]
+    assert result.model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
 @pytest.mark.slow

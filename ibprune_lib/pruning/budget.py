@@ -31,6 +31,7 @@ from torch import nn
 from ..counting import count_modules
 from ..errors import OptionError
 from .layers import PrunableLayer
+from .surgery import remove_groups
 
 METRICS = ("params", "macs")
 
@@ -107,8 +108,8 @@ def check_keep_counts(keep: Sequence[int], layers: Sequence[PrunableLayer]) -> l
 def sliced_copy(model: nn.Module, layers: Sequence[PrunableLayer], keep: Sequence[int]) -> nn.Module:
     """A deep copy of ``model`` keeping the first ``keep[l]`` channels of each layer (for counting only).
 
-    Slices each layer's conv, BatchNorm, depthwise convs in between, squeeze-and-excitation gates and consumers
-    directly with Torch-Pruning's module pruners, which is what the dependency graph does for a prunable layer (its
+    Slices each layer's conv, BatchNorm, grouped or depthwise convs in between, squeeze-and-excitation gates and
+    consumers directly with Torch-Pruning's module pruners, which is what the dependency graph does for a prunable layer (its
     group is exactly these), without tracing. A consumer is sliced once, after every layer: the input channels of the layers that meet
     in a concatenation are counted from the original offsets.
     """
@@ -116,11 +117,16 @@ def sliced_copy(model: nn.Module, layers: Sequence[PrunableLayer], keep: Sequenc
     modules = dict(probe.named_modules())
     consumer_inputs: dict[str, list[int]] = {}
     for layer, k in zip(layers, keep):
-        removed = list(range(int(k), layer.channels))
-        if not removed:
+        candidates = list(range(int(k), layer.channels))
+        if not candidates:
             continue
+        removed = layer.channel_indices(candidates, "producer")
         tp.prune_conv_out_channels(modules[layer.name], removed)
         tp.prune_batchnorm_out_channels(modules[layer.bn_name], removed)
+        if layer.grouped is not None:
+            remove_groups(modules[layer.grouped.name], candidates)
+            removed = layer.channel_indices(candidates, "consumer")
+            tp.prune_batchnorm_out_channels(modules[layer.grouped.bn_name], removed)
         for name in layer.through:
             if isinstance(modules[name], nn.Conv2d):
                 tp.prune_depthwise_conv_out_channels(modules[name], removed)

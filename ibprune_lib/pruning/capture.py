@@ -90,7 +90,7 @@ def _forward_with_hooks(
                 channels = None
                 if kind == "rows":  # the layer's channels among the first consumer's inputs
                     offset = layer.consumers[0].offset
-                    channels = slice(offset, offset + layer.channels)
+                    channels = slice(offset, offset + layer.channels * layer.per_candidate("consumer"))
                 handles.append(input_module.register_forward_hook(recorder(index, -1, channels)))
             for slot, module in enumerate(output_modules):
                 handles.append(module.register_forward_hook(recorder(index, slot)))

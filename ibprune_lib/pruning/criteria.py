@@ -80,6 +80,23 @@ def fpgm_scores(weight: torch.Tensor) -> torch.Tensor:
     return torch.cdist(flat, flat).sum(1).float()
 
 
+def candidate_filters(layer: PrunableLayer) -> torch.Tensor:
+    """(layer.channels, d) the producing conv's weights, one row per candidate: a filter, or a group's filters
+    side by side."""
+    return layer.conv.weight.detach().reshape(layer.channels, -1)
+
+
+def candidate_maps(maps: torch.Tensor, candidates: int) -> torch.Tensor:
+    """Channels as candidates: (bs, c, h, w) or (bs, c) features → (bs, candidates, c/candidates·h, w), each
+    candidate's channels stacked along the height (unchanged when every channel is a candidate). A kernel on a
+    candidate's maps then sees all its channels together (book/formulation.md §5)."""
+    bs, channels = maps.shape[:2]
+    if channels == candidates:
+        return maps
+    maps = maps if maps.ndim == 4 else maps[:, :, None, None]
+    return maps.reshape(bs, candidates, -1, maps.shape[-1])
+
+
 class Criterion(ABC):
     """Chooses k channels of a prunable layer.
 
@@ -122,7 +139,7 @@ class L1Norm(ScoreCriterion):
     name = "l1"
 
     def scores(self, layer, features):
-        return l1_norm_scores(layer.conv.weight)
+        return l1_norm_scores(candidate_filters(layer))
 
 
 class Random(ScoreCriterion):
@@ -148,7 +165,7 @@ class HRank(ScoreCriterion):
     features = "maps"
 
     def scores(self, layer, features):
-        return hrank_scores(features.outputs)
+        return hrank_scores(features.outputs).reshape(layer.channels, -1).mean(1)  # a group's: its channels' mean
 
 
 class FPGM(ScoreCriterion):
@@ -157,7 +174,7 @@ class FPGM(ScoreCriterion):
     name = "fpgm"
 
     def scores(self, layer, features):
-        return fpgm_scores(layer.conv.weight)
+        return fpgm_scores(candidate_filters(layer))
 
 
 class InformationBottleneck(Criterion):
@@ -174,7 +191,12 @@ class InformationBottleneck(Criterion):
         self.settings = settings
 
     def __call__(self, layer, features, k):
-        return select(features.inputs, features.outputs, k, method=self.name, settings=self.settings)
+        inputs, outputs = features.inputs, features.outputs
+        if self.features == "rows":
+            inputs = candidate_maps(inputs, layer.channels)
+        else:
+            outputs = candidate_maps(outputs, layer.channels)
+        return select(inputs, outputs, k, method=self.name, settings=self.settings)
 
 
 def get_criterion(method: str, seed: int = 0, settings: SelectionSettings | None = None, **changes) -> Criterion:

@@ -11,6 +11,12 @@ places them at an offset among the consumer's inputs:
     conv ─ BatchNorm2d ─ SiLU ─ depthwise conv ─ BatchNorm2d ─ SiLU ─ × ─ consumer
                                                               └ squeeze-and-excitation gate ┘
 
+A grouped conv (ResNeXt, RegNet) mixes the channels of each of its groups: its producer's channels cannot leave
+one by one, so there the candidates are the groups, each taking its slice of the producer's filters, the grouped
+conv's group (its filters and input slice; one group fewer) and that group's output channels at the consumers:
+
+    conv ─ BatchNorm2d ─ ReLU ─ grouped conv ─ BatchNorm2d ─ ReLU ─ (gate) ─ consumer
+
 A squeeze-and-excitation gate (EfficientNet, MobileNetV3, RegNetY) pools the channels, mixes them in a small
 *squeeze* conv and gives each channel its own factor from an *excite* conv and a sigmoid: a removed channel
 takes its input column of the squeeze conv and its output row of the excite conv with it. The gate is not a
@@ -29,7 +35,8 @@ architecture is hard-coded; on the zoo the rule finds what book/formulation.md �
 * GoogLeNet: every conv (the stem feeds the four branches of the first inception; each branch's last conv
   feeds the concatenation, whose consumers are the four branches of the next inception, or the classifier);
 * ResNet-50: the stem ``conv1`` (read by the first bottleneck's ``conv1`` and its shortcut), and ``conv1`` and
-  ``conv2`` of each bottleneck.
+  ``conv2`` of each bottleneck;
+* ResNeXt, RegNetX/Y: ``conv1`` of each bottleneck, by groups of its grouped ``conv2``.
 
 The paper prunes "without the first four layers": ``skip_first`` leaves the first prunable layers (in the
 model's module order, which is forward order for the zoo) at full width.
@@ -67,6 +74,23 @@ class Consumer:
 
 
 @dataclass(frozen=True, eq=False)
+class GroupedConv:
+    """A grouped conv between a prunable layer and its consumers: the layer's candidates are its groups.
+
+    Attributes:
+        name: qualified name of the grouped conv.
+        bn_name: qualified name of the BatchNorm2d right after it.
+        producer_per_group: the producing conv's channels in one group (the grouped conv's inputs per group).
+        consumer_per_group: the grouped conv's output channels in one group (what the consumers read of it).
+    """
+
+    name: str
+    bn_name: str
+    producer_per_group: int
+    consumer_per_group: int
+
+
+@dataclass(frozen=True, eq=False)
 class PrunableLayer:
     """A conv whose filters are candidates, with the modules its removal touches.
 
@@ -77,11 +101,12 @@ class PrunableLayer:
         bn: the BatchNorm2d right after ``conv``.
         consumers: every layer that reads the channels, in module order (one, except where a conv feeds
             several branches, directly or through a concatenation).
-        channels: number of candidates, ``conv.out_channels`` at discovery.
+        channels: number of candidates: ``conv.out_channels`` at discovery, or the groups of ``grouped``.
         through: qualified names of the depthwise convs and their BatchNorms between ``bn`` and the consumers
             (each loses the removed channels too); empty for most networks.
         gates: (squeeze conv, excite conv) qualified names of each squeeze-and-excitation gate on the channels
             (the squeeze conv loses their input columns, the excite conv their output rows); empty for most.
+        grouped: the grouped conv whose groups are the candidates, or None (the candidates are channels).
     """
 
     name: str
@@ -92,6 +117,19 @@ class PrunableLayer:
     channels: int
     through: tuple[str, ...] = ()
     gates: tuple[tuple[str, str], ...] = ()
+    grouped: GroupedConv | None = None
+
+    def per_candidate(self, side: str) -> int:
+        """Channels of one candidate on ``side``: ``"producer"`` (``conv``'s outputs) or ``"consumer"`` (the
+        consumers' inputs); 1 unless the candidates are groups."""
+        if self.grouped is None:
+            return 1
+        return self.grouped.producer_per_group if side == "producer" else self.grouped.consumer_per_group
+
+    def channel_indices(self, candidates: list[int], side: str = "producer") -> list[int]:
+        """The channels on ``side`` (see :meth:`per_candidate`) of the given candidates, ascending."""
+        size = self.per_candidate(side)
+        return [candidate * size + i for candidate in sorted(candidates) for i in range(size)]
 
     @property
     def consumer(self) -> nn.Module:
@@ -158,20 +196,30 @@ def _gates(
             if squeeze.kernel_size == (1, 1) and _reaches_without_parameters(squeeze, excite, dg)]
 
 
+def _grouped_reader(conv: nn.Conv2d, touched: list[tuple[nn.Module, str, list[int]]]) -> nn.Conv2d | None:
+    """The grouped conv that alone reads ``conv``'s channels (its BatchNorm between them), or None."""
+    readers = [m for m, side, _ in touched if side == "prune_in_channels"]
+    if len(touched) != 3 or len(readers) != 1:
+        return None
+    reader = readers[0]
+    grouped = isinstance(reader, nn.Conv2d) and reader.groups > 1 and not _is_depthwise(reader)
+    return reader if grouped and reader.in_channels == conv.out_channels else None
+
+
 def _reason_left_out(
     conv: nn.Conv2d, touched: list[tuple[nn.Module, str, list[int]]], dg: tp.DependencyGraph, names: dict
 ) -> str | None:
-    """Why ``conv``'s filters are not candidates (None: they are), from ``touched``: :func:`_touched` of it."""
-    if conv.groups != 1:
-        return "a grouped or depthwise conv: each filter is tied to its own input channels"
-    grouped = [m for m, _, _ in touched if isinstance(m, nn.Conv2d) and m.groups != 1 and not _is_depthwise(m)]
+    """Why ``conv``'s output channels are not candidates one by one (None: they are), from ``touched``:
+    :func:`_touched` of it."""
+    grouped = [m for m, _, _ in touched
+               if m is not conv and isinstance(m, nn.Conv2d) and m.groups != 1 and not _is_depthwise(m)]
     if grouped:
         return f"it feeds the grouped conv {names[grouped[0]]}, which mixes channels in groups"
     gates = _gates(touched, dg)
     in_gates = {module for gate in gates for module in gate}
     touched = [entry for entry in touched if entry[0] not in in_gates]
-    producers = [m for m, side, _ in touched
-                 if side == "prune_out_channels" and not isinstance(m, nn.BatchNorm2d) and not _is_depthwise(m)]
+    producers = [m for m, side, _ in touched if side == "prune_out_channels" and not isinstance(m, nn.BatchNorm2d)
+                 and (m is conv or not _is_depthwise(m))]
     if len(producers) > 1:
         group = ", ".join(sorted(names[m] for m in producers))  # the same text for every conv of the group
         return f"its channels are coupled by a residual addition: {group}"
@@ -188,6 +236,49 @@ def _reason_left_out(
         return (f"removing a filter touches {len(touched)} layers with parameters, not conv, BatchNorm, "
                 "depthwise conv and BatchNorm pairs, and consumers")
     return None
+
+
+def _layer(
+    name: str, conv: nn.Conv2d, source: nn.Conv2d, touched: list[tuple[nn.Module, str, list[int]]],
+    dg: tp.DependencyGraph, names: dict, originals: dict, order: dict,
+) -> PrunableLayer:
+    """The PrunableLayer of ``conv`` (traced copy), whose channels reach the consumers through ``source``: ``conv``
+    itself, or the grouped conv it feeds (then ``touched`` is what pruning that conv's output touches)."""
+    bn = _single_successor(dg, conv)
+    source_bn = _single_successor(dg, source)
+    gates = _gates(touched, dg)
+    in_gates = {module for gate in gates for module in gate}
+    touched = [entry for entry in touched if entry[0] not in in_gates]
+    readers = sorted(((m, indices[0]) for m, side, indices in touched if side == "prune_in_channels"),
+                     key=lambda reader: order[reader[0]])
+    consumers = []
+    for module, offset in readers:
+        after = _single_successor(dg, module) if isinstance(module, nn.Conv2d) else None
+        consumer_bn = after if isinstance(after, nn.BatchNorm2d) else None
+        consumers.append(Consumer(
+            name=names[module],
+            module=originals[names[module]],
+            bn=None if consumer_bn is None else originals[names[consumer_bn]],
+            offset=offset,
+        ))
+    reader_modules = [module for module, _ in readers]
+    through = tuple(names[module] for module, _, _ in touched
+                    if module is not source and module is not source_bn and module not in reader_modules)
+    grouped = None
+    if source is not conv:
+        grouped = GroupedConv(names[source], names[source_bn], conv.out_channels // source.groups,
+                              source.out_channels // source.groups)
+    return PrunableLayer(
+        name=name,
+        conv=originals[name],
+        bn_name=names[bn],
+        bn=originals[names[bn]],
+        consumers=tuple(consumers),
+        channels=conv.out_channels if grouped is None else source.groups,
+        through=through,
+        gates=tuple((names[squeeze], names[excite]) for squeeze, excite in gates),
+        grouped=grouped,
+    )
 
 
 @dataclass
@@ -242,47 +333,25 @@ def survey_layers(
         if conv not in dg.module2node:
             kept_whole[name] = "not reached by the forward pass"
             continue
+        if conv.groups != 1:
+            kept_whole[name] = "a grouped or depthwise conv: each filter is tied to its own input channels"
+            continue
         try:
-            touched = _touched(conv, dg) if conv.groups == 1 else []
+            touched = _touched(conv, dg)
+            grouped = _grouped_reader(conv, touched)
+            source, touched = (conv, touched) if grouped is None else (grouped, _touched(grouped, dg))
         except Exception as error:  # noqa: BLE001 (e.g. ShuffleNetV2's channel shuffle: a ZeroDivisionError inside)
             kept_whole[name] = (f"Torch-Pruning cannot trace what pruning its output channels touches "
                                 f"({type(error).__name__}: {error or 'no message'})")
             continue
-        reason = _reason_left_out(conv, touched, dg, probe_names)
+        reason = _reason_left_out(source, touched, dg, probe_names)
+        if reason is None and grouped is not None and not isinstance(_single_successor(dg, conv), nn.BatchNorm2d):
+            reason = "no BatchNorm2d right after it"
         if reason is not None:
-            kept_whole[name] = reason
+            kept_whole[name] = reason if grouped is None else (
+                f"it feeds the grouped conv {probe_names[grouped]}, whose groups cannot leave whole: {reason}")
             continue
-        bn = _single_successor(dg, conv)
-        gates = _gates(touched, dg)
-        in_gates = {module for gate in gates for module in gate}
-        touched = [entry for entry in touched if entry[0] not in in_gates]
-        readers = sorted(((m, indices[0]) for m, side, indices in touched if side == "prune_in_channels"),
-                         key=lambda reader: order[reader[0]])
-        consumers = []
-        for module, offset in readers:
-            after = _single_successor(dg, module) if isinstance(module, nn.Conv2d) else None
-            consumer_bn = after if isinstance(after, nn.BatchNorm2d) else None
-            consumers.append(Consumer(
-                name=probe_names[module],
-                module=originals[probe_names[module]],
-                bn=None if consumer_bn is None else originals[probe_names[consumer_bn]],
-                offset=offset,
-            ))
-        reader_modules = [module for module, _ in readers]
-        through = tuple(probe_names[module] for module, _, _ in touched
-                        if module is not conv and module is not bn and module not in reader_modules)
-        found.append(
-            PrunableLayer(
-                name=name,
-                conv=originals[name],
-                bn_name=probe_names[bn],
-                bn=originals[probe_names[bn]],
-                consumers=tuple(consumers),
-                channels=conv.out_channels,
-                through=through,
-                gates=tuple((probe_names[squeeze], probe_names[excite]) for squeeze, excite in gates),
-            )
-        )
+        found.append(_layer(name, conv, source, touched, dg, probe_names, originals, order))
     if not found:
         raise ValueError(
             f"{type(model).__name__} has no prunable layer: no conv feeds a BatchNorm and then Conv2d/Linear "

@@ -52,7 +52,8 @@ class PruneResult:
     Attributes:
         model: the pruned copy, a dense ``nn.Module`` in eval mode.
         report: JSON-ready: ``layers`` (name, channels, kept, kept indices, λ, solves, iterations, the edges
-            of sGLP-IB's graph or the groups of sTLP-IB's tree, seconds), ``totals`` (MACs/params before, after,
+            of sGLP-IB's graph or the groups of sTLP-IB's tree, seconds; a layer pruned by the groups of a grouped
+            conv counts groups, and its ``groups_of`` says of how many channels), ``totals`` (MACs/params before, after,
             ratios), ``settings``, ``seconds`` and ``provenance``.
     """
 
@@ -106,10 +107,18 @@ def resolve_settings(method: str, preset: str = "paper", settings: SelectionSett
     return base.replace(**{name: value for name, value in changes.items() if value is not None})
 
 
+def _grouping(layer: PrunableLayer) -> dict:
+    """A grouped layer's record entry: its candidates (``channels``, ``kept``) are groups of this many channels."""
+    if layer.grouped is None:
+        return {}
+    return {"groups_of": {"conv": layer.grouped.name, "channels": layer.per_candidate("producer")}}
+
+
 def _layer_record(layer, k: int, selection) -> dict:
     diagnostics = selection.diagnostics
     return {
         "name": layer.name,
+        **_grouping(layer),
         "channels": layer.channels,
         "kept": k,
         "kept_indices": selection.kept.tolist(),
@@ -126,7 +135,7 @@ def _layer_record(layer, k: int, selection) -> dict:
 
 
 def _whole_record(layer: PrunableLayer) -> dict:
-    return {"name": layer.name, "channels": layer.channels, "kept": layer.channels,
+    return {"name": layer.name, **_grouping(layer), "channels": layer.channels, "kept": layer.channels,
             "kept_indices": list(range(layer.channels)), "lam": None, "n_solves": None, "n_iter": None,
             "n_edges": None, "n_groups": None, "seconds": 0.0, "completed": 0}
 
@@ -289,7 +298,8 @@ def prune(
     planned = keep
     keep = [record["kept"] for record in records]
 
-    pruned = prune_channels(model, {r["name"]: r["kept_indices"] for r in records}, torch.zeros(1, *size, device=device))
+    kept_channels = {layer.name: layer.channel_indices(record["kept_indices"]) for layer, record in zip(layers, records)}
+    pruned = prune_channels(model, kept_channels, torch.zeros(1, *size, device=device))
     pruned.eval()
     reconstruction = None
     if reconstruct:
@@ -321,7 +331,8 @@ def prune(
         "totals": {
             "macs_before": before.macs, "macs_after": after.macs, "macs_ratio": after.macs / before.macs,
             "params_before": before.params, "params_after": after.params, "params_ratio": after.params / before.params,
-            "channels_before": sum(r["channels"] for r in records), "channels_after": sum(r["kept"] for r in records),
+            "channels_before": sum(r["channels"] * layer.per_candidate("producer") for layer, r in zip(layers, records)),
+            "channels_after": sum(r["kept"] * layer.per_candidate("producer") for layer, r in zip(layers, records)),
             **({"planned": {m: counts(planned, m) for m in METRICS}} if no_signal and counts is not None else {}),
         },
         "seconds": {
