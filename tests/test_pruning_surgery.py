@@ -42,11 +42,24 @@ def zeroed(model, layers, kept):
         removed = removed.repeat_interleave(layer.per_candidate("producer"))
         after = [] if layer.grouped is None else [layer.grouped.name, layer.grouped.bn_name]
         with torch.no_grad():
-            for name in (layer.name, layer.bn_name, *after, *layer.through):  # BatchNorms after depthwise convs
+            for name in filter(None, (layer.name, layer.bn_name, *after, *layer.through)):  # BatchNorms after depthwise convs
                 for parameter in ("weight", "bias"):                          # add a bias
                     if getattr(modules[name], parameter) is not None:
                         getattr(modules[name], parameter)[removed] = 0
     return model
+
+
+def assert_equals_zeroed_and_counts_as_predicted(model, layers, kept, pruned, side=32):
+    """The pruned network computes what ``model`` with the removed candidates zeroed computes (1e-4) on side × side
+    images, and counts the MACs and parameters the budget's count model predicts for it."""
+    x = torch.randn(4, 3, side, side)
+    with torch.no_grad():
+        expected, actual = zeroed(model, layers, kept)(x), pruned(x)
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    predicted = count_model(model, layers, (3, side, side))
+    keep = [len(kept[layer.name]) for layer in layers]
+    real = count(pruned, (3, side, side))
+    assert (real.macs, real.params) == (round(predicted(keep, "macs")), round(predicted(keep, "params")))
 
 
 def channels_kept(layers, kept):
@@ -74,15 +87,7 @@ def test_pruned_model_equals_the_original_with_removed_channels_zeroed(name, req
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # the caller's model is untouched
     modules = dict(pruned.named_modules())
     assert [modules[layer.name].out_channels for layer in layers] == [len(kept[layer.name]) for layer in layers]
-    x = torch.randn(4, 3, 32, 32)
-    with torch.no_grad():
-        expected, actual = zeroed(model, layers, kept)(x), pruned(x)
-    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
-    # The counts the budget predicts are the counts of the model the surgery builds.
-    predicted = count_model(model, layers)
-    keep = [len(kept[layer.name]) for layer in layers]
-    real = count(pruned)
-    assert (real.macs, real.params) == (round(predicted(keep, "macs")), round(predicted(keep, "params")))
+    assert_equals_zeroed_and_counts_as_predicted(model, layers, kept, pruned)
 
 
 @pytest.mark.parametrize("name", ["resnext50_32x4d", "regnet_y_400mf"])
@@ -102,14 +107,7 @@ def test_grouped_convs_lose_whole_groups_and_equal_the_original_with_removed_gro
         assert conv.groups == len(kept[layer.name]) and conv.in_channels == per * conv.groups
         assert conv.out_channels == original[layer.grouped.name].out_channels // layer.channels * conv.groups
         assert modules[layer.name].out_channels == conv.in_channels
-    x = torch.randn(4, 3, 32, 32)
-    with torch.no_grad():
-        expected, actual = zeroed(model, layers, kept)(x), pruned(x)
-    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
-    predicted = count_model(model, layers)
-    keep = [len(kept[layer.name]) for layer in layers]
-    real = count(pruned)
-    assert (real.macs, real.params) == (round(predicted(keep, "macs")), round(predicted(keep, "params")))
+    assert_equals_zeroed_and_counts_as_predicted(model, layers, kept, pruned)
     with pytest.raises(ValueError, match="in groups of .*: remove whole groups"):
         prune_channels(model, {grouped[0].name: [0]}, torch.zeros(1, 3, 32, 32))
 
@@ -130,14 +128,20 @@ def test_squeeze_and_excitation_blocks_prune_and_equal_the_original_with_removed
     modules, original = dict(pruned.named_modules()), dict(model.named_modules())
     assert modules[squeeze].in_channels == modules[excite].out_channels == len(kept[gated[0].name])
     assert modules[squeeze].out_channels == original[squeeze].out_channels  # the SE's own width stays
-    x = torch.randn(4, 3, 32, 32)
-    with torch.no_grad():
-        expected, actual = zeroed(model, layers, kept)(x), pruned(x)
-    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
-    predicted = count_model(model, layers)
-    keep = [len(kept[layer.name]) for layer in layers]
-    real = count(pruned)
-    assert (real.macs, real.params) == (round(predicted(keep, "macs")), round(predicted(keep, "params")))
+    assert_equals_zeroed_and_counts_as_predicted(model, layers, kept, pruned)
+
+
+@pytest.mark.parametrize("name", ["alexnet", "squeezenet1_0"])
+def test_convs_without_batchnorm_prune_and_equal_the_original_with_removed_channels_zeroed(name):
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, num_classes=10).eval()
+    layers = prunable_layers(model, (3, 64, 64), skip_first=0)
+    assert layers and all(layer.bn is None for layer in layers)
+    kept = random_kept(layers)
+
+    pruned = prune_channels(model, channels_kept(layers, kept), torch.zeros(1, 3, 64, 64))
+
+    assert_equals_zeroed_and_counts_as_predicted(model, layers, kept, pruned, side=64)
 
 
 def test_keeping_everything_changes_nothing(resnet56):

@@ -122,7 +122,8 @@ def sliced_copy(model: nn.Module, layers: Sequence[PrunableLayer], keep: Sequenc
             continue
         removed = layer.channel_indices(candidates, "producer")
         tp.prune_conv_out_channels(modules[layer.name], removed)
-        tp.prune_batchnorm_out_channels(modules[layer.bn_name], removed)
+        if layer.bn_name is not None:
+            tp.prune_batchnorm_out_channels(modules[layer.bn_name], removed)
         if layer.grouped is not None:
             remove_groups(modules[layer.grouped.name], candidates)
             removed = layer.channel_indices(candidates, "consumer")

@@ -6,8 +6,9 @@ Three kinds of features, by what a criterion regresses or scores:
   layer's channels (the candidates after BN, ReLU and any pooling, as the consumer sees them; a slice of it
   after a concatenation), ``outputs`` = the consumers' responses (conv → BN, or a Linear's output), stacked
   along the channels when a layer has several consumers.
-* ``"columns"``: ``inputs`` = the producing conv's input, ``outputs`` = its own response (conv → BN).
-* ``"maps"``: ``outputs`` = the candidate channels' maps, ReLU of the producer's BN output (where HRank hooks
+* ``"columns"``: ``inputs`` = the producing conv's input, ``outputs`` = its own response (conv → BN, or the conv
+  alone when no BN follows it).
+* ``"maps"``: ``outputs`` = the candidate channels' maps, ReLU of the producer's BN (or conv) output (where HRank hooks
   them, before any pooling); ``inputs`` is None.
 
 The model runs in eval mode under ``torch.inference_mode`` (its mode is restored), hooks are removed whatever
@@ -49,9 +50,10 @@ def _hook_points(layer: PrunableLayer, kind: str) -> tuple[nn.Module | None, lis
     """(module whose forward input is ``inputs`` or None, modules whose forward outputs make ``outputs``)."""
     if kind == "rows":
         return layer.consumer, [c.bn or c.module for c in layer.consumers]
+    response = layer.bn or layer.conv  # the conv's own output when no BatchNorm follows it
     if kind == "columns":
-        return layer.conv, [layer.bn]
-    return None, [layer.bn]
+        return layer.conv, [response]
+    return None, [response]
 
 
 def _stack(responses: list[torch.Tensor]) -> torch.Tensor:

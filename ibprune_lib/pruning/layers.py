@@ -1,11 +1,12 @@
 """Which filters can go: prunable-layer discovery (book/formulation.md §5).
 
-A *prunable layer* is a convolution whose output channels feed one or more parametric consumers, each channel
-to one input channel of each consumer, possibly through depthwise convolutions (MobileNet's inverted
-residuals), which keep every channel apart, or through a concatenation (GoogLeNet's inception outputs), which
-places them at an offset among the consumer's inputs:
+A *prunable layer* is a convolution (with its BatchNorm, if one follows it) whose output channels feed one or
+more parametric consumers, each channel to one input channel of each consumer, possibly through depthwise
+convolutions (MobileNet's inverted residuals), which keep every channel apart, or through a concatenation
+(GoogLeNet's inception outputs), which places them at an offset among the consumer's inputs:
 
     conv ─ BatchNorm2d ─ (ReLU, pooling, flatten: no parameters) ─ consumer (Conv2d or Linear, input side)
+    conv ─ ReLU ─ (pooling) ─ consumer                                  (no BatchNorm: AlexNet, SqueezeNet)
     conv ─ BatchNorm2d ─ ReLU ─ depthwise conv ─ BatchNorm2d ─ ReLU ─ consumer
     conv ─ BatchNorm2d ─ ReLU ─ concatenation ─ (pooling) ─ consumers (every branch that reads it)
     conv ─ BatchNorm2d ─ SiLU ─ depthwise conv ─ BatchNorm2d ─ SiLU ─ × ─ consumer
@@ -24,7 +25,7 @@ consumer (the regression's consumer is the conv that reads the gated channels), 
 in their own right (no BatchNorm follows them).
 
 Torch-Pruning's dependency graph decides this: removing one of the conv's filters must touch exactly the conv's
-output channels, its BatchNorm, the channel of each depthwise conv and BatchNorm in between, and one input
+output channels, its BatchNorm if any, the channel of each depthwise conv and BatchNorm in between, and one input
 channel of each consumer, and nothing else with parameters (no other producer: a residual addition couples
 convs and leaves them out). The regression's candidates are then the first consumer's input channels at the
 layer's offset, each the image of one filter, and its responses the outputs of every consumer. No
@@ -97,8 +98,8 @@ class PrunableLayer:
     Attributes:
         name: qualified name of the producing conv (the layer's key everywhere).
         conv: the producing conv; its output channels are the candidates.
-        bn_name: qualified name of ``bn``.
-        bn: the BatchNorm2d right after ``conv``.
+        bn_name: qualified name of ``bn``, or None.
+        bn: the BatchNorm2d right after ``conv``, or None (AlexNet, VGG without BatchNorm, SqueezeNet).
         consumers: every layer that reads the channels, in module order (one, except where a conv feeds
             several branches, directly or through a concatenation).
         channels: number of candidates: ``conv.out_channels`` at discovery, or the groups of ``grouped``.
@@ -111,8 +112,8 @@ class PrunableLayer:
 
     name: str
     conv: nn.Conv2d
-    bn_name: str
-    bn: nn.BatchNorm2d
+    bn_name: str | None
+    bn: nn.BatchNorm2d | None
     consumers: tuple[Consumer, ...]
     channels: int
     through: tuple[str, ...] = ()
@@ -223,8 +224,6 @@ def _reason_left_out(
     if len(producers) > 1:
         group = ", ".join(sorted(names[m] for m in producers))  # the same text for every conv of the group
         return f"its channels are coupled by a residual addition: {group}"
-    if not isinstance(_single_successor(dg, conv), nn.BatchNorm2d):
-        return "no BatchNorm2d right after it"
     consumers = [(m, indices) for m, side, indices in touched if side == "prune_in_channels"]
     if not consumers:
         return "no layer with parameters consumes it"
@@ -232,9 +231,10 @@ def _reason_left_out(
         if not _takes_channels(module) or len(indices) != 1:
             return f"its consumer {names[module]} does not take its channels one to one"
     depthwise = sum(_is_depthwise(m) for m, _, _ in touched)
-    if len(touched) != 2 + 2 * depthwise + len(consumers):
-        return (f"removing a filter touches {len(touched)} layers with parameters, not conv, BatchNorm, "
-                "depthwise conv and BatchNorm pairs, and consumers")
+    with_bn = isinstance(_single_successor(dg, conv), nn.BatchNorm2d)
+    if len(touched) != 1 + with_bn + 2 * depthwise + len(consumers):
+        return (f"removing a filter touches {len(touched)} layers with parameters, not conv, its BatchNorm (if "
+                "any), depthwise conv and BatchNorm pairs, and consumers")
     return None
 
 
@@ -245,6 +245,7 @@ def _layer(
     """The PrunableLayer of ``conv`` (traced copy), whose channels reach the consumers through ``source``: ``conv``
     itself, or the grouped conv it feeds (then ``touched`` is what pruning that conv's output touches)."""
     bn = _single_successor(dg, conv)
+    bn = bn if isinstance(bn, nn.BatchNorm2d) else None
     source_bn = _single_successor(dg, source)
     gates = _gates(touched, dg)
     in_gates = {module for gate in gates for module in gate}
@@ -271,8 +272,8 @@ def _layer(
     return PrunableLayer(
         name=name,
         conv=originals[name],
-        bn_name=names[bn],
-        bn=originals[names[bn]],
+        bn_name=None if bn is None else names[bn],
+        bn=None if bn is None else originals[names[bn]],
         consumers=tuple(consumers),
         channels=conv.out_channels if grouped is None else source.groups,
         through=through,
@@ -345,16 +346,21 @@ def survey_layers(
                                 f"({type(error).__name__}: {error or 'no message'})")
             continue
         reason = _reason_left_out(source, touched, dg, probe_names)
-        if reason is None and grouped is not None and not isinstance(_single_successor(dg, conv), nn.BatchNorm2d):
-            reason = "no BatchNorm2d right after it"
+        if reason is None and grouped is not None and not all(
+                isinstance(_single_successor(dg, m), nn.BatchNorm2d) for m in (conv, grouped)):
+            reason = "no BatchNorm2d right after it or after the grouped conv"
         if reason is not None:
             kept_whole[name] = reason if grouped is None else (
                 f"it feeds the grouped conv {probe_names[grouped]}, whose groups cannot leave whole: {reason}")
             continue
         found.append(_layer(name, conv, source, touched, dg, probe_names, originals, order))
+    in_gates = {conv for layer in found for gate in layer.gates for conv in gate}
+    for layer in [layer for layer in found if layer.name in in_gates]:
+        found.remove(layer)  # its width is the gate's inner width, which the gated layer's count model leaves out
+        kept_whole[layer.name] = "the squeeze conv of a squeeze-and-excitation gate on a pruned layer's channels"
     if not found:
         raise ValueError(
-            f"{type(model).__name__} has no prunable layer: no conv feeds a BatchNorm and then Conv2d/Linear "
+            f"{type(model).__name__} has no prunable layer: no conv feeds (through a BatchNorm or not) Conv2d/Linear "
             "layers, one to one (see ibprune_lib.pruning.layers); "
             + "; ".join(f"{name}: {reason}" for name, reason in list(kept_whole.items())[:3])
         )
