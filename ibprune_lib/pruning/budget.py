@@ -109,9 +109,9 @@ def sliced_copy(model: nn.Module, layers: Sequence[PrunableLayer], keep: Sequenc
     """A deep copy of ``model`` keeping the first ``keep[l]`` channels of each layer (for counting only).
 
     Slices each layer's conv, BatchNorm, grouped or depthwise convs in between, squeeze-and-excitation gates and
-    consumers directly with Torch-Pruning's module pruners, which is what the dependency graph does for a prunable layer (its
-    group is exactly these), without tracing. A consumer is sliced once, after every layer: the input channels of the layers that meet
-    in a concatenation are counted from the original offsets.
+    consumers directly with Torch-Pruning's module pruners (and :func:`~.surgery.remove_groups`), which is what the
+    surgery does for a prunable layer, without tracing. A consumer is sliced once, after every layer: the input
+    channels of the layers that meet in a concatenation are counted from the original offsets.
     """
     probe = copy.deepcopy(model)
     modules = dict(probe.named_modules())

@@ -8,8 +8,8 @@ Three kinds of features, by what a criterion regresses or scores:
   along the channels when a layer has several consumers.
 * ``"columns"``: ``inputs`` = the producing conv's input, ``outputs`` = its own response (conv → BN, or the conv
   alone when no BN follows it).
-* ``"maps"``: ``outputs`` = the candidate channels' maps, ReLU of the producer's BN (or conv) output (where HRank hooks
-  them, before any pooling); ``inputs`` is None.
+* ``"maps"``: ``outputs`` = the candidate channels' maps, ReLU of the producer's BN (or conv) output (where HRank
+  hooks them, before any pooling); ``inputs`` is None.
 
 The model runs in eval mode under ``torch.inference_mode`` (its mode is restored), hooks are removed whatever
 happens, and the layers are captured in as few forwards as fit in ``max_bytes``: all at once for the CIFAR

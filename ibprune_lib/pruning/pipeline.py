@@ -53,8 +53,8 @@ class PruneResult:
         model: the pruned copy, a dense ``nn.Module`` in eval mode.
         report: JSON-ready: ``layers`` (name, channels, kept, kept indices, λ, solves, iterations, the edges
             of sGLP-IB's graph or the groups of sTLP-IB's tree, seconds; a layer pruned by the groups of a grouped
-            conv counts groups, and its ``groups_of`` says of how many channels), ``totals`` (MACs/params before, after,
-            ratios), ``settings``, ``seconds`` and ``provenance``.
+            conv counts groups, and its ``groups_of`` says of how many channels), ``totals`` (MACs/params before,
+            after, ratios), ``settings``, ``seconds`` and ``provenance``.
     """
 
     model: nn.Module

@@ -3,8 +3,7 @@
 ``prune_channels`` deep-copies the model, traces a ``DependencyGraph`` on the copy and, for every conv named,
 prunes the group of its removed output channels (``get_pruning_group(conv, prune_conv_out_channels, idxs)``):
 the BatchNorm and the consumers follow (a grouped conv after it loses whole groups: :func:`remove_groups`). The
-result is a smaller dense ``nn.Module``; the caller's model is never
-modified, also not when an error is raised.
+result is a smaller dense ``nn.Module``; the caller's model is never modified, also not when an error is raised.
 """
 
 from __future__ import annotations
@@ -98,9 +97,9 @@ def _is_grouped(module: nn.Module) -> bool:
 
 
 def _prune_through_grouped(dg: tp.DependencyGraph, group, grouped: nn.Conv2d, removed: list[int], name: str) -> None:
-    """Remove ``removed`` output channels of conv ``name`` that a grouped conv reads, whole groups of it: the conv's
-    side of ``group`` (Torch-Pruning's slicing of a grouped conv's inputs keeps groups and takes the same positions
-    from each), then the groups (:func:`remove_groups`), then what their output channels reach."""
+    """Remove ``removed`` output channels of conv ``name``, whole groups of the grouped conv that reads them: the
+    conv's side of ``group`` (not the grouped conv's: Torch-Pruning slices its inputs as if each group lost the
+    same positions), the groups themselves (:func:`remove_groups`), and what their output channels reach."""
     per_in, per_out = grouped.in_channels // grouped.groups, grouped.out_channels // grouped.groups
     groups = sorted({i // per_in for i in removed})
     if sorted(removed) != [g * per_in + i for g in groups for i in range(per_in)]:
