@@ -197,6 +197,15 @@ def _gates(
             if squeeze.kernel_size == (1, 1) and _reaches_without_parameters(squeeze, excite, dg)]
 
 
+def _without_gates(
+    touched: list[tuple[nn.Module, str, list[int]]], dg: tp.DependencyGraph
+) -> tuple[list[tuple[nn.Module, nn.Module]], list[tuple[nn.Module, str, list[int]]]]:
+    """(the gates among ``touched`` (:func:`_gates`), ``touched`` without their convs)."""
+    gates = _gates(touched, dg)
+    in_gates = {module for gate in gates for module in gate}
+    return gates, [entry for entry in touched if entry[0] not in in_gates]
+
+
 def _grouped_reader(conv: nn.Conv2d, touched: list[tuple[nn.Module, str, list[int]]]) -> nn.Conv2d | None:
     """The grouped conv that alone reads ``conv``'s channels (its BatchNorm between them), or None."""
     readers = [m for m, side, _ in touched if side == "prune_in_channels"]
@@ -211,14 +220,11 @@ def _reason_left_out(
     conv: nn.Conv2d, touched: list[tuple[nn.Module, str, list[int]]], dg: tp.DependencyGraph, names: dict
 ) -> str | None:
     """Why ``conv``'s output channels are not candidates one by one (None: they are), from ``touched``:
-    :func:`_touched` of it."""
+    :func:`_touched` of it without its squeeze-and-excitation gates (:func:`_without_gates`)."""
     grouped = [m for m, _, _ in touched
                if m is not conv and isinstance(m, nn.Conv2d) and m.groups != 1 and not _is_depthwise(m)]
     if grouped:
         return f"it feeds the grouped conv {names[grouped[0]]}, which mixes channels in groups"
-    gates = _gates(touched, dg)
-    in_gates = {module for gate in gates for module in gate}
-    touched = [entry for entry in touched if entry[0] not in in_gates]
     producers = [m for m, side, _ in touched if side == "prune_out_channels" and not isinstance(m, nn.BatchNorm2d)
                  and (m is conv or not _is_depthwise(m))]
     if len(producers) > 1:
@@ -240,16 +246,14 @@ def _reason_left_out(
 
 def _layer(
     name: str, conv: nn.Conv2d, source: nn.Conv2d, touched: list[tuple[nn.Module, str, list[int]]],
-    dg: tp.DependencyGraph, names: dict, originals: dict, order: dict,
+    gates: list[tuple[nn.Module, nn.Module]], dg: tp.DependencyGraph, names: dict, originals: dict, order: dict,
 ) -> PrunableLayer:
     """The PrunableLayer of ``conv`` (traced copy), whose channels reach the consumers through ``source``: ``conv``
-    itself, or the grouped conv it feeds (then ``touched`` is what pruning that conv's output touches)."""
+    itself, or the grouped conv it feeds (then ``touched`` is what pruning that conv's output touches); ``gates``
+    and ``touched``: :func:`_without_gates`."""
     bn = _single_successor(dg, conv)
     bn = bn if isinstance(bn, nn.BatchNorm2d) else None
     source_bn = _single_successor(dg, source)
-    gates = _gates(touched, dg)
-    in_gates = {module for gate in gates for module in gate}
-    touched = [entry for entry in touched if entry[0] not in in_gates]
     readers = sorted(((m, indices[0]) for m, side, indices in touched if side == "prune_in_channels"),
                      key=lambda reader: order[reader[0]])
     consumers = []
@@ -345,6 +349,7 @@ def survey_layers(
             kept_whole[name] = (f"Torch-Pruning cannot trace what pruning its output channels touches "
                                 f"({type(error).__name__}: {error or 'no message'})")
             continue
+        gates, touched = _without_gates(touched, dg)
         reason = _reason_left_out(source, touched, dg, probe_names)
         if reason is None and grouped is not None and not all(
                 isinstance(_single_successor(dg, m), nn.BatchNorm2d) for m in (conv, grouped)):
@@ -353,7 +358,7 @@ def survey_layers(
             kept_whole[name] = reason if grouped is None else (
                 f"it feeds the grouped conv {probe_names[grouped]}, whose groups cannot leave whole: {reason}")
             continue
-        found.append(_layer(name, conv, source, touched, dg, probe_names, originals, order))
+        found.append(_layer(name, conv, source, touched, gates, dg, probe_names, originals, order))
     in_gates = {conv for layer in found for gate in layer.gates for conv in gate}
     for layer in [layer for layer in found if layer.name in in_gates]:
         found.remove(layer)  # its width is the gate's inner width, which the gated layer's count model leaves out
