@@ -6,10 +6,12 @@ same number of channels in every layer, so the pruned *architecture*, and with i
 sGLP-IB, sTLP-IB and every other criterion; the weights (seeded initial ones here) do not change the time of
 a dense forward. Where a Table 1 cell of the network is committed, its per-layer kept counts are checked
 against the architecture timed. Two runtimes: eager PyTorch (``channels_last``) and the ONNX export run by ONNX
-Runtime, the deployment path for a small ARM board; batch 1 and 64; median and quartiles after warm-up.
+Runtime, the deployment path for a small ARM board; batch 1 and 64; median and quartiles after warm-up. With
+``--round-to N …`` the network is also pruned with its kept widths rounded to multiples of N (the budget still
+met, ``prune(round_to=N)``), widths the runtimes' kernels may like better, and timed the same way.
 Writes ``results/latency.json``. Run it on a quiet machine (pause the grid); the JSON records the threads.
 
-    python benchmarks/bench_latency.py --threads 2
+    python benchmarks/bench_latency.py --threads 2 --round-to 8 16
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from common import add_common_arguments, record
 
 from ibprune_lib.counting import RUNTIMES, count, latency
+from ibprune_lib.errors import OptionError
 from ibprune_lib.harness.grid import load_table
 from ibprune_lib.models import get_model, input_size
 from ibprune_lib.paths import REPO_ROOT
@@ -63,8 +66,13 @@ def time_model(model: torch.nn.Module, size: tuple[int, int, int], threads: int)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(NETWORKS), choices=NETWORKS)
+    parser.add_argument("--round-to", nargs="*", type=int, default=[], metavar="N",
+                        help="also time the network pruned with widths rounded to multiples of each N")
     add_common_arguments(parser)
     args = parser.parse_args()
+    if any(n < 2 for n in args.round_to):
+        parser.error(f"--round-to {' '.join(map(str, args.round_to))}: give multiples of 2 or more (1 is the "
+                     "plain pruned network, always timed)")
     torch.set_num_threads(args.threads)
     networks = {}
     for model_name in args.models:
@@ -88,9 +96,24 @@ def main() -> None:
         networks[model_name]["budget"] = budget
         networks[model_name]["kept"] = kept
         networks[model_name]["same_architecture_as"] = sorted(matches)
+        networks[model_name]["rounded"] = {}
+        for round_to in args.round_to:
+            try:
+                rounded = prune(model, images, method="l1", model_name=model_name, round_to=round_to, **budget)
+            except OptionError as error:  # a stage narrower than a multiple of N stays whole: the budget is lost
+                print(f" widths rounded to multiples of {round_to}: {error}", flush=True)
+                networks[model_name]["rounded"][str(round_to)] = {"unreachable": str(error)}
+                continue
+            counts = count(rounded.model, size)
+            print(f" widths rounded to multiples of {round_to}: {counts}", flush=True)
+            networks[model_name]["rounded"][str(round_to)] = {
+                "macs": counts.macs, "params": counts.params,
+                "kept": [layer["kept"] for layer in rounded.report["layers"]],
+                "timings": time_model(rounded.model, size, args.threads)}  # fmt: skip
     record("latency", {
         "weights": "seeded initial weights (the time of a dense forward does not depend on them)",
         "batches": {str(k): v for k, v in BATCHES.items()},
+        "round_to": args.round_to,
         "networks": networks,
     })
 

@@ -1,5 +1,6 @@
 """The benchmarks' shared record (``benchmarks/common.py``): a stopped benchmark goes on only from a record
-measured on the same machine, with the same threads and settings; and the zoo benchmark's outcomes."""
+measured on the same machine, with the same threads and settings; the zoo benchmark's outcomes; the latency
+benchmark's rounded widths."""
 
 import importlib.util
 import json
@@ -44,15 +45,35 @@ def test_a_stopped_benchmark_goes_on_only_from_a_record_of_this_machine_threads_
     assert common.earlier_record("bench", settings) is None
 
 
-@pytest.fixture
-def zoo(common, monkeypatch):
-    """``benchmarks/bench_torchvision_zoo.py``, importing the ``common`` above."""
+def benchmark_script(name: str, common, monkeypatch):
+    """The module ``benchmarks/<name>.py``, importing the ``common`` above."""
     monkeypatch.setitem(sys.modules, "common", common)
-    path = Path(__file__).parent.parent / "benchmarks" / "bench_torchvision_zoo.py"
-    spec = importlib.util.spec_from_file_location("bench_zoo", path)
+    path = Path(__file__).parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def zoo(common, monkeypatch):
+    """``benchmarks/bench_torchvision_zoo.py``."""
+    return benchmark_script("bench_torchvision_zoo", common, monkeypatch)
+
+
+def test_the_latency_benchmark_times_widths_rounded_to_multiples_of_n_at_the_same_budget(common, monkeypatch, tmp_path):
+    bench = benchmark_script("bench_latency", common, monkeypatch)
+    monkeypatch.setattr(bench, "BATCHES", {1: dict(repeats=2, warmup=1)})
+    monkeypatch.setattr(sys, "argv", ["bench_latency.py", "--models", "resnet56", "--round-to", "8", "16",
+                                      "--threads", "1"])  # fmt: skip
+    bench.main()
+    network = json.loads((tmp_path / "latency.json").read_text())["networks"]["resnet56"]
+    unpruned_macs = network["unpruned"]["macs"]
+    assert "multiples of 16 reaches keep ratios" in network["rounded"]["16"]["unreachable"]  # its 16-wide stage
+    rounded = network["rounded"]["8"]
+    assert rounded["kept"] != network["kept"] and all(k % 8 == 0 for k in rounded["kept"])
+    assert abs(rounded["macs"] / unpruned_macs - network["pruned"]["macs"] / unpruned_macs) < 0.01
+    assert {t["runtime"] for t in rounded["timings"]} == {t["runtime"] for t in network["pruned"]["timings"]}
 
 
 def test_the_zoo_benchmark_tells_pruned_from_refused_for_us_and_for_torch_pruning(zoo):

@@ -59,6 +59,15 @@ def test_the_shared_ratio_is_checked_on_a_real_surgery(resnet56):
     assert abs(count(pruned).macs / counts.full["macs"] - 0.5) <= 0.005
 
 
+def test_widths_rounded_to_a_multiple_of_the_narrowest_layer_say_what_they_reach(resnet56):
+    _, _, counts = resnet56  # ResNet-56's first stage has 16 channels: rounded to 16, it stays whole
+    smallest = counts.ratio(np.minimum(16, counts.channels), "macs")
+    assert smallest > 0.5
+    with pytest.raises(ValueError, match=f"rounded to multiples of 16 reaches keep ratios in \\[{smallest:.4f}, 1\\]"):
+        keep_counts_for_target(counts, "macs", 0.47, round_to=16)
+    assert abs(counts.ratio(keep_counts_for_target(counts, "macs", 0.6, round_to=16), "macs") - 0.6) < 0.01
+
+
 @pytest.mark.slow
 def test_unreachable_and_invalid_targets_are_clear_errors(vgg16):
     _, layers, counts = vgg16

@@ -302,17 +302,21 @@ def keep_counts_for_target(model: CountModel, metric: str, target: Target, round
     aim = (lo + hi) / 2 if isinstance(target, (tuple, list)) else float(target)
     r = shared_ratio(model, metric, aim)
     keep = round_to_target(r * model.channels, model, metric, aim, round_to)
-    check_met(model, keep, metric, (lo, hi))
+    check_met(model, keep, metric, (lo, hi), round_to)
     return keep
 
 
-def check_met(model: CountModel, keep: Sequence[int], metric: str, accepted: tuple[float, float]) -> None:
-    """Raise a ValueError unless the ratio of ``keep`` lies in ``accepted``, naming what can be reached."""
+def check_met(
+    model: CountModel, keep: Sequence[int], metric: str, accepted: tuple[float, float], round_to: int = 1
+) -> None:
+    """Raise a ValueError unless the ratio of ``keep`` lies in ``accepted``, naming what can be reached (with
+    widths rounded to multiples of ``round_to``, no layer keeps fewer than ``round_to`` channels)."""
     achieved = model.ratio(keep, metric)
     if not accepted[0] - 1e-12 <= achieved <= accepted[1] + 1e-12:
-        smallest = model.ratio(np.ones_like(model.channels), metric)
+        smallest = model.ratio(np.minimum(round_to, model.channels), metric)
+        rounded = f" with widths rounded to multiples of {round_to}" if round_to > 1 else ""
         raise OptionError(
             f"cannot keep {accepted[0]:.4f}–{accepted[1]:.4f} of the {metric}: got {achieved:.4f}; pruning these "
-            f"layers reaches keep ratios in [{smallest:.4f}, 1]. Fix: aim inside that range, or keep fewer leading "
-            "layers whole ({skip_first}) to widen it"
+            f"layers{rounded} reaches keep ratios in [{smallest:.4f}, 1]. Fix: aim inside that range, or keep fewer "
+            "leading layers whole ({skip_first}) to widen it" + (", or round to a smaller {round_to}" if rounded else "")
         )

@@ -155,7 +155,7 @@ def itpruner_keep_counts(
     importance = layer_importance(similarity, beta)
     widths = optimal_widths(importance.numpy(), counts, metric, aim, min_width)
     keep = round_to_target(widths * counts.channels, counts, metric, aim, round_to)
-    check_met(counts, keep, metric, (lo, hi))
+    check_met(counts, keep, metric, (lo, hi), round_to)
     diagnostics = {"similarity": similarity.tolist(), "importance": importance.tolist(), "widths": widths.tolist(), "beta": beta,
                    "min_width": min_width}
     return keep, diagnostics
