@@ -68,6 +68,14 @@ def test_widths_rounded_to_a_multiple_of_the_narrowest_layer_say_what_they_reach
     assert abs(counts.ratio(keep_counts_for_target(counts, "macs", 0.6, round_to=16), "macs") - 0.6) < 0.01
 
 
+def test_widths_rounded_to_coarse_steps_still_meet_a_tight_budget(vgg16):
+    _, _, counts = vgg16  # Table 1's VGG-16 budget: 15% of the params, the first four convs whole
+    for round_to in (16, 32):  # one step of a 512-wide layer moves the ratio by more than the 1% tolerance
+        keep = keep_counts_for_target(counts, "params", 0.15, round_to=round_to)
+        assert all(k % round_to == 0 for k in keep)
+        assert abs(counts.ratio(keep, "params") - 0.15) <= 0.15 * 0.01
+
+
 @pytest.mark.slow
 def test_unreachable_and_invalid_targets_are_clear_errors(vgg16):
     _, layers, counts = vgg16

@@ -230,13 +230,16 @@ def round_to_target(
     the floors and ceilings are multiples of it (a width a runtime's kernels like, as Torch-Pruning's
     ``round_to``), never below ``round_to`` nor above the layer's channels (a layer narrower than ``round_to``, or
     whose full width is no multiple of it, may keep its full width); a step is then coarse, so ``real_keep`` is
-    also scaled by factors around 1 (``ROUNDING_SCALES``) and the rounding nearest ``aim`` wins.
+    also scaled by factors around 1 (``ROUNDING_SCALES``), the rounding nearest ``aim`` wins, and moves of one
+    or two layers by one step bring it nearer (:func:`_nearer_by_steps`).
     """
     check_round_to(round_to)
-    scales = [1.0] if round_to == 1 else ROUNDING_SCALES
+    if round_to == 1:
+        return _rounded(np.asarray(real_keep, dtype=float), model, metric, aim, 1).tolist()
     candidates = [_rounded(scale * np.asarray(real_keep, dtype=float), model, metric, aim, round_to)
-                  for scale in scales]
-    return min(candidates, key=lambda keep: abs(model.ratio(keep, metric) - aim)).tolist()
+                  for scale in ROUNDING_SCALES]
+    nearest = min(candidates, key=lambda keep: abs(model.ratio(keep, metric) - aim))
+    return _nearer_by_steps(nearest, model, metric, aim, round_to).tolist()
 
 
 ROUNDING_SCALES = np.geomspace(0.5, 2.0, 401)
@@ -260,6 +263,42 @@ def _rounded(real_keep: np.ndarray, model: CountModel, metric: str, aim: float, 
         if model.ratio(keep, metric) > aim:
             break
     return best
+
+
+def _nearer_by_steps(keep: np.ndarray, model: CountModel, metric: str, aim: float, round_to: int) -> np.ndarray:
+    """``keep`` (L,) after the moves that bring its count ratio nearest ``aim``, one at a time while one does:
+    one layer a rounding step up or down, or one layer a step up and another a step down (a finer change than
+    either step alone). Widths stay multiples of ``round_to``, or the layer's full width, and ≥ ``round_to``.
+
+    A count is quadratic in the keep counts with a zero diagonal, so a move's change is exact in closed form:
+    with g = a + Q k, raising layer l by u and lowering layer m by d changes the count by u·g_l − d·g_m − u·d·Q_lm.
+    """
+    keep = np.asarray(keep, dtype=np.int64).copy()
+    linear, quadratic, full = model.linear[metric], model.quadratic[metric], model.full[metric]
+    floor = np.minimum(round_to, model.channels)
+    for _ in range(4 * len(keep)):
+        up = np.minimum((keep // round_to + 1) * round_to, model.channels) - keep  # (L,) a step up, 0 at full
+        down = keep - np.maximum((keep - 1) // round_to * round_to, floor)  # (L,) a step down, 0 at the floor
+        gradient = linear + quadratic @ keep
+        now = model(keep, metric)
+        changes = np.concatenate([
+            up * gradient, -down * gradient,
+            (np.outer(up * gradient, np.ones_like(gradient)) - down * gradient - np.outer(up, down) * quadratic).ravel(),
+        ])  # fmt: skip
+        gaps = np.abs((now + changes) / full - aim)
+        best = int(np.argmin(gaps))
+        if gaps[best] >= abs(now / full - aim) - 1e-15:
+            break
+        size = len(keep)
+        if best < size:
+            keep[best] += up[best]
+        elif best < 2 * size:
+            keep[best - size] -= down[best - size]
+        else:
+            raised, lowered = divmod(best - 2 * size, size)
+            keep[raised] += up[raised]
+            keep[lowered] -= down[lowered]
+    return keep
 
 
 def check_round_to(round_to: int) -> int:
