@@ -8,6 +8,10 @@ import sys
 import time
 from pathlib import Path
 
+# This checkout's library, whatever the environment has installed: a benchmark run from a worktree or a clone
+# must run, and record the commit of, the code beside it (an editable install points at another checkout).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 import torch
 from torch import nn
 from torch.nn import functional as F
